@@ -1,0 +1,1 @@
+//! The bpffs as a FUSE filesystem: pins, directories, symlinks, map read-out.
