@@ -1,1 +1,5 @@
-//! Test bench.
+//! bpftime's test bench: the BPF program corpus, the packet builder, the kernel
+//! oracle, network-namespace fixtures, and the privilege gate. Cross-crate and
+//! real-client tests live in `tests/tests/`.
+
+pub mod privilege;
