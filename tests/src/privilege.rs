@@ -73,10 +73,12 @@ pub fn require(needs: &[Need]) -> bool {
 /// Finds `prog` on PATH (and the sbin directories, which root's PATH may lack).
 pub fn which(prog: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
+    let found = path
+        .split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bin"])
         .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file())
+        .find(|p| p.is_file());
+    found
 }
 
 fn bpf_works() -> bool {
