@@ -15,8 +15,6 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/icmp.h>
-#include <linux/icmpv6.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -146,14 +144,14 @@ static __always_inline int parse_pkt(struct xdp_md *ctx, struct pkt_info *pi)
 			pi->malformed = 1;
 			return -1;
 		}
+		pi->sport = bpf_ntohs(th->source);
+		pi->dport = bpf_ntohs(th->dest);
+		pi->tcp_flags = ((__u8 *)th)[13];
 		__u32 doff = th->doff;
 		if (doff < 5 || data + off + doff * 4 > data_end) {
 			pi->malformed = 1;
 			return -1;
 		}
-		pi->sport = bpf_ntohs(th->source);
-		pi->dport = bpf_ntohs(th->dest);
-		pi->tcp_flags = ((__u8 *)th)[13];
 	} else if (pi->l4_proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + off;
 		if ((void *)(uh + 1) > data_end) {

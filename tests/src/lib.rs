@@ -2,4 +2,9 @@
 //! oracle, network-namespace fixtures, and the privilege gate. Cross-crate and
 //! real-client tests live in `tests/tests/`.
 
+pub mod corpus;
+pub mod netns;
+pub mod oracle;
+pub mod packets;
 pub mod privilege;
+pub mod vmload;

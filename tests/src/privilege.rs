@@ -37,7 +37,9 @@ pub fn missing(need: Need) -> Option<String> {
     match need {
         // SAFETY: geteuid has no preconditions and cannot fail.
         Need::Root => (unsafe { libc::geteuid() } != 0).then(|| "not running as root".to_string()),
-        Need::Bpf => (!bpf_works()).then(|| "bpf() cannot create a map (no CAP_BPF, or BPF disabled)".into()),
+        Need::Bpf => {
+            (!bpf_works()).then(|| "bpf() cannot create a map (no CAP_BPF, or BPF disabled)".into())
+        }
         Need::Netns => {
             if !Path::new("/proc/self/ns/net").exists() {
                 Some("kernel without network namespaces".into())
@@ -48,8 +50,12 @@ pub fn missing(need: Need) -> Option<String> {
             }
         }
         Need::Fuse => (!Path::new("/dev/fuse").exists()).then(|| "/dev/fuse is missing".into()),
-        Need::Clang => which("clang-19").is_none().then(|| "clang-19 is not installed".into()),
-        Need::Bpftool => which("bpftool").is_none().then(|| "bpftool is not installed".into()),
+        Need::Clang => which("clang-19")
+            .is_none()
+            .then(|| "clang-19 is not installed".into()),
+        Need::Bpftool => which("bpftool")
+            .is_none()
+            .then(|| "bpftool is not installed".into()),
     }
 }
 

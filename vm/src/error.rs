@@ -18,3 +18,12 @@ impl VmError {
         }
     }
 }
+
+impl From<crate::program::LoadError> for VmError {
+    fn from(e: crate::program::LoadError) -> Self {
+        VmError::Rejected {
+            errno: e.errno,
+            msg: e.log,
+        }
+    }
+}

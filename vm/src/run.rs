@@ -83,7 +83,12 @@ pub struct RedirectInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Fault {
     #[error("out-of-bounds {kind} of {len} bytes at {addr:#x} (pc {pc})")]
-    OutOfBounds { kind: &'static str, addr: u64, len: usize, pc: usize },
+    OutOfBounds {
+        kind: &'static str,
+        addr: u64,
+        len: usize,
+        pc: usize,
+    },
     #[error("instruction budget exhausted (pc {pc})")]
     Budget { pc: usize },
     #[error("call stack too deep (pc {pc})")]

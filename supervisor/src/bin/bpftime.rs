@@ -1,4 +1,159 @@
+//! `bpftime`: the daemon (`bpftime daemon`), `bpftime status [--json]`, `bpftime stop`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use bpftime_supervisor::proto::{self, Request};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bpftime",
+    version,
+    about = "bpftime: userspace XDP behind the kernel's API"
+)]
+struct Cli {
+    /// The daemon's socket (default: $BPFTIME_SOCKET or /run/bpftime/bpftimed.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// More logs (or RUST_LOG).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon in the foreground.
+    Daemon {
+        /// Where the daemon mounts its bpffs (default: <socket dir>/bpffs).
+        #[arg(long)]
+        bpffs: Option<PathBuf>,
+    },
+    /// Programs, maps, links, pins and attachments of the daemon.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the daemon (clean shutdown).
+    Stop,
+}
+
 fn main() {
-    eprintln!("bpftime: the daemon is not built yet");
-    std::process::exit(1);
+    let cli = Cli::parse();
+    bpftime_supervisor::init_tracing(match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    });
+    let socket = proto::socket_path(cli.socket);
+    let r = match cli.cmd {
+        Cmd::Daemon { bpffs } => {
+            bpftime_supervisor::daemon::run(bpftime_supervisor::daemon::DaemonOpts {
+                socket,
+                bpffs,
+            })
+        }
+        Cmd::Status { json } => status(&socket, json),
+        Cmd::Stop => stop(&socket),
+    };
+    if let Err(e) = r {
+        eprintln!("bpftime: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let v = proto::request(socket, &Request::Status)
+        .with_context(|| format!("no daemon on {}", socket.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "daemon pid {}  socket {}  bpffs {}",
+        v["pid"],
+        v["socket"].as_str().unwrap_or(""),
+        v["bpffs"].as_str().unwrap_or("")
+    );
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    println!(
+        "\nPROGRAMS\n{:>5}  {:<5} {:<16} {:<16} {:>6}  maps",
+        "id", "type", "name", "tag", "insns"
+    );
+    for p in list("programs") {
+        println!(
+            "{:>5}  {:<5} {:<16} {:<16} {:>6}  {}",
+            p["id"],
+            p["type"],
+            s(&p["name"]),
+            s(&p["tag"]),
+            p["insns"],
+            p["map_ids"]
+        );
+    }
+    println!(
+        "\nMAPS\n{:>5}  {:<5} {:<16} {:>5} {:>6} {:>8} {:>8}",
+        "id", "type", "name", "key", "value", "max", "flags"
+    );
+    for m in list("maps") {
+        println!(
+            "{:>5}  {:<5} {:<16} {:>5} {:>6} {:>8} {:>#8x}",
+            m["id"],
+            m["type"],
+            s(&m["name"]),
+            m["key_size"],
+            m["value_size"],
+            m["max_entries"],
+            m["flags"].as_u64().unwrap_or(0)
+        );
+    }
+    println!(
+        "\nLINKS\n{:>5}  {:<5} {:>7} {:>7}",
+        "id", "type", "prog", "ifindex"
+    );
+    for l in list("links") {
+        println!(
+            "{:>5}  {:<5} {:>7} {:>7}",
+            s(&l["id"]),
+            s(&l["type"]),
+            s(&l["prog_id"]),
+            s(&l["ifindex"])
+        );
+    }
+    println!("\nBTF\n{:>5}  {:>8}", "id", "size");
+    for b in list("btf") {
+        println!("{:>5}  {:>8}", s(&b["id"]), s(&b["size"]));
+    }
+    println!("\nPINS\n{:<6} {:>5}  path", "kind", "id");
+    for p in list("pins") {
+        println!("{:<6} {:>5}  {}", s(&p["kind"]), s(&p["id"]), s(&p["path"]));
+    }
+    println!(
+        "\nATTACHMENTS: {}   TARGETS: {}",
+        list("attachments").len(),
+        list("targets").len()
+    );
+    Ok(())
+}
+
+/// A JSON value as plain text (strings unquoted), for padded columns.
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn stop(socket: &std::path::Path) -> anyhow::Result<()> {
+    let v = proto::request(socket, &Request::Stop)
+        .with_context(|| format!("no daemon on {}", socket.display()))?;
+    if v["ok"] != true {
+        bail!("daemon refused: {v}");
+    }
+    Ok(())
 }

@@ -14,6 +14,27 @@ use std::sync::Arc;
 
 use crate::run::HelperCtx;
 
+pub mod array;
+pub mod batch;
+pub mod devmap;
+pub mod hash;
+pub mod lpm_trie;
+pub mod map_in_map;
+pub mod prog_array;
+pub mod queue_stack;
+pub mod ringbuf;
+pub mod shmem;
+
+pub use batch::BatchOut;
+
+/// Update flags (`BPF_ANY`...).
+pub mod update_flags {
+    pub const BPF_ANY: u64 = 0;
+    pub const BPF_NOEXIST: u64 = 1;
+    pub const BPF_EXIST: u64 = 2;
+    pub const BPF_F_LOCK: u64 = 4;
+}
+
 /// `enum bpf_map_type` values the project knows by name.
 pub mod map_type {
     pub const HASH: u32 = 1;
@@ -43,6 +64,30 @@ pub mod map_flags {
     pub const BPF_F_MMAPABLE: u32 = 1 << 10;
     pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
     pub const BPF_F_WRONLY_PROG: u32 = 1 << 8;
+    pub const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+    pub const BPF_F_NUMA_NODE: u32 = 1 << 2;
+    pub const BPF_F_STACK_BUILD_ID: u32 = 1 << 5;
+    pub const BPF_F_ZERO_SEED: u32 = 1 << 6;
+    pub const BPF_F_CLONE: u32 = 1 << 9;
+    pub const BPF_F_PRESERVE_ELEMS: u32 = 1 << 11;
+    pub const BPF_F_INNER_MAP: u32 = 1 << 12;
+    pub const BPF_F_LINK: u32 = 1 << 13;
+    pub const BPF_F_PATH_FD: u32 = 1 << 14;
+    pub const BPF_F_VTYPE_BTF_OBJ_FD: u32 = 1 << 15;
+    pub const BPF_F_TOKEN_FD: u32 = 1 << 16;
+    pub const BPF_F_SEGV_ON_FAULT: u32 = 1 << 17;
+    pub const BPF_F_NO_USER_CONV: u32 = 1 << 18;
+    /// `BPF_F_ACCESS_MASK`: RDONLY | WRONLY | RDONLY_PROG | WRONLY_PROG.
+    pub const ACCESS_MASK: u32 =
+        BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG;
+
+    /// The kernel's `bpf_map_flags_access_ok`: at most one of RDONLY/WRONLY and one of
+    /// RDONLY_PROG/WRONLY_PROG.
+    pub fn access_ok(f: u32) -> bool {
+        (f & (BPF_F_RDONLY | BPF_F_WRONLY)) != (BPF_F_RDONLY | BPF_F_WRONLY)
+            && (f & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG))
+                != (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)
+    }
 }
 
 /// What `BPF_MAP_CREATE` asked for (already validated for attr-size rules by the
@@ -165,6 +210,204 @@ pub trait Map: Send + Sync + 'static {
     }
     /// Downcasting for type-specific operations (PROG_ARRAY, map-in-map, DEVMAP).
     fn as_any(&self) -> &dyn Any;
+
+    /// Offset of the `struct bpf_spin_lock` in the value, if the value has one
+    /// (from BTF, given at creation in [`CreateOpts`]). `BPF_F_LOCK` needs it.
+    fn spin_lock_off(&self) -> Option<u32> {
+        None
+    }
+    /// `bpf_map_push_elem` from a program (QUEUE/STACK): 0 or a negative errno.
+    fn prog_push(&self, _ctx: &mut dyn HelperCtx, _value: &[u8], _flags: u64) -> i64 {
+        -(libc::EINVAL as i64)
+    }
+    /// `bpf_map_pop_elem` / `bpf_map_peek_elem` from a program: fills `value`.
+    fn prog_pop(&self, _ctx: &mut dyn HelperCtx, _value: &mut [u8], _delete: bool) -> i64 {
+        -(libc::EINVAL as i64)
+    }
+    /// `bpf_for_each_map_elem`: calls `f(key address, value address)` for each element
+    /// (stopping when it returns non-zero); returns the number of elements visited, or
+    /// a negative errno if the map type does not support it.
+    fn prog_for_each(
+        &self,
+        _ctx: &mut dyn HelperCtx,
+        _f: &mut ForEachFn<'_>,
+    ) -> Result<i64, crate::run::Fault> {
+        Ok(-(libc::EINVAL as i64))
+    }
+    /// `BPF_MAP_LOOKUP_BATCH` / `BPF_MAP_LOOKUP_AND_DELETE_BATCH` (see [`batch`]).
+    fn sys_lookup_batch(&self, _req: &batch::BatchReq<'_>, _delete: bool) -> BatchOut {
+        BatchOut::err(MapError::NotSupp)
+    }
+    /// `BPF_MAP_UPDATE_BATCH`.
+    fn sys_update_batch(&self, _req: &batch::BatchReq<'_>) -> BatchOut {
+        BatchOut::err(MapError::NotSupp)
+    }
+    /// `BPF_MAP_DELETE_BATCH`.
+    fn sys_delete_batch(&self, _req: &batch::BatchReq<'_>) -> BatchOut {
+        BatchOut::err(MapError::NotSupp)
+    }
+    /// Number of elements (for `bpftool`-like listings and memory checks).
+    fn len(&self) -> usize {
+        0
+    }
+    /// Whether the map holds no element.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The callback of [`Map::prog_for_each`]: `(ctx, key address, value address)` ->
+/// the BPF callback's return value (non-zero stops).
+pub type ForEachFn<'a> =
+    dyn FnMut(&mut dyn HelperCtx, u64, u64) -> Result<u64, crate::run::Fault> + 'a;
+
+/// What `BPF_MAP_CREATE` needs beyond the attributes, resolved by the supervisor.
+#[derive(Default, Clone)]
+pub struct CreateOpts {
+    /// The map behind `inner_map_fd` (ARRAY_OF_MAPS / HASH_OF_MAPS template).
+    pub inner_map: Option<Arc<dyn Map>>,
+    /// Offset of a `struct bpf_spin_lock` in the value (from the value's BTF).
+    pub spin_lock_off: Option<u32>,
+}
+
+/// State every map type shares: attributes, freeze, the spin-lock offset.
+pub(crate) struct Common {
+    pub attr: MapAttr,
+    pub frozen: std::sync::atomic::AtomicBool,
+    pub freeze_lock: std::sync::Mutex<()>,
+    pub spin_lock_off: Option<u32>,
+}
+
+impl Common {
+    pub fn new(attr: &MapAttr, opts: &CreateOpts) -> Self {
+        Self {
+            attr: attr.clone(),
+            frozen: Default::default(),
+            freeze_lock: Default::default(),
+            spin_lock_off: opts.spin_lock_off,
+        }
+    }
+    /// The kernel's `map_get_sys_perms(...) & FMODE_CAN_WRITE` for the map's own flags.
+    pub fn sys_write_ok(&self) -> Result<(), MapError> {
+        if self.attr.map_flags & map_flags::BPF_F_RDONLY != 0 || self.frozen() {
+            return Err(MapError::Perm);
+        }
+        Ok(())
+    }
+    /// `FMODE_CAN_READ` for the map's own flags.
+    pub fn sys_read_ok(&self) -> Result<(), MapError> {
+        if self.attr.map_flags & map_flags::BPF_F_WRONLY != 0 {
+            return Err(MapError::Perm);
+        }
+        Ok(())
+    }
+    /// Lookup flags: only `BPF_F_LOCK`, and only with a spin lock in the value.
+    pub fn lookup_flags_ok(&self, flags: u64) -> Result<(), MapError> {
+        if flags & !update_flags::BPF_F_LOCK != 0 {
+            return Err(MapError::Inval);
+        }
+        self.lock_flag_ok(flags)
+    }
+    /// `BPF_F_LOCK` needs a spin lock in the value.
+    pub fn lock_flag_ok(&self, flags: u64) -> Result<(), MapError> {
+        if flags & update_flags::BPF_F_LOCK != 0 && self.spin_lock_off.is_none() {
+            return Err(MapError::Inval);
+        }
+        Ok(())
+    }
+    pub fn frozen(&self) -> bool {
+        self.frozen.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// `BPF_MAP_FREEZE` (the kernel's `map_freeze`).
+    pub fn freeze(&self) -> Result<(), MapError> {
+        if self.spin_lock_off.is_some() {
+            return Err(MapError::NotSupp);
+        }
+        self.sys_write_ok()?;
+        let _g = self.freeze_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.frozen() {
+            return Err(MapError::Busy);
+        }
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+    /// Whether programs may write values (not BPF_F_RDONLY_PROG).
+    pub fn prog_writable(&self) -> bool {
+        self.attr.map_flags & map_flags::BPF_F_RDONLY_PROG == 0
+    }
+}
+
+/// Round `v` up to a multiple of 8.
+#[inline]
+pub(crate) fn round8(v: usize) -> usize {
+    (v + 7) & !7
+}
+
+/// Negative errno as a helper's return value.
+#[inline]
+pub(crate) fn neg(e: MapError) -> i64 {
+    -(e.errno() as i64)
+}
+
+/// Copy `value` into `dst` skipping the 4-byte spin lock at `lock_off`
+/// (the kernel's `copy_map_value` with a `bpf_spin_lock` field).
+pub(crate) fn copy_value_skip_lock(
+    mem: &shmem::Shmem,
+    off: usize,
+    value: &[u8],
+    lock_off: Option<u32>,
+) {
+    match lock_off {
+        Some(l) if (l as usize) + 4 <= value.len() => {
+            let l = l as usize;
+            mem.write(off, &value[..l]);
+            mem.write(off + l + 4, &value[l + 4..]);
+        }
+        _ => mem.write(off, value),
+    }
+}
+
+/// Read a value out, leaving the spin lock word as zero (as the kernel does).
+pub(crate) fn read_value_skip_lock(
+    mem: &shmem::Shmem,
+    off: usize,
+    out: &mut [u8],
+    lock_off: Option<u32>,
+) {
+    mem.read(off, out);
+    if let Some(l) = lock_off {
+        let l = l as usize;
+        if l + 4 <= out.len() {
+            out[l..l + 4].fill(0);
+        }
+    }
+}
+
+/// Run `f` holding the value's `bpf_spin_lock` at `lock_off` (BPF_F_LOCK).
+pub(crate) fn with_value_lock<R>(mem: &shmem::Shmem, lock_off: usize, f: impl FnOnce() -> R) -> R {
+    let w = mem.u32_at(lock_off);
+    spin_lock(w);
+    let r = f();
+    w.store(0, std::sync::atomic::Ordering::Release);
+    r
+}
+
+/// Acquire a `bpf_spin_lock` word.
+pub(crate) fn spin_lock(w: &std::sync::atomic::AtomicU32) {
+    use std::sync::atomic::Ordering;
+    let mut spins = 0u32;
+    while w
+        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        spins += 1;
+        if spins > 1000 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// The handle a program register holds for `map` (`ld_imm64 MAP_FD`): the address
@@ -201,9 +444,59 @@ fn parse_cpu_list(s: &str) -> Option<usize> {
 /// (EINVAL for unknown/unsupported types and bad attributes, ENOMEM when it
 /// cannot be allocated).
 pub fn create(attr: &MapAttr) -> Result<Arc<dyn Map>, MapError> {
-    let _ = attr;
-    Err(MapError::Inval)
+    create_with(attr, CreateOpts::default())
 }
+
+/// `BPF_MAP_CREATE` with what the supervisor resolved from fds and BTF.
+///
+/// Kernel answers mirrored here: an unknown type is EINVAL; known types bpftime
+/// does not implement (PERF_EVENT_ARRAY, XSKMAP, SOCKMAP, ...) are EINVAL too, with
+/// a log line (the kernel itself answers EINVAL when a type is compiled out).
+pub fn create_with(attr: &MapAttr, opts: CreateOpts) -> Result<Arc<dyn Map>, MapError> {
+    use map_type::*;
+    if !map_flags::access_ok(attr.map_flags) {
+        return Err(MapError::Inval);
+    }
+    // map_create: map_extra only for BLOOM_FILTER/ARENA; NUMA node must exist (node 0 here).
+    if attr.map_extra != 0 {
+        return Err(MapError::Inval);
+    }
+    if attr.map_flags & map_flags::BPF_F_NUMA_NODE != 0 && attr.numa_node != 0 {
+        return Err(MapError::Inval);
+    }
+    if let Some(off) = opts.spin_lock_off {
+        if off % 4 != 0 || off as u64 + 4 > attr.value_size as u64 {
+            return Err(MapError::Inval);
+        }
+        // The kernel's map_check_btf: bpf_spin_lock only in HASH and ARRAY values.
+        if !matches!(attr.map_type, HASH | ARRAY) {
+            return Err(MapError::OpNotSupp);
+        }
+    }
+    let m: Arc<dyn Map> = match attr.map_type {
+        ARRAY | PERCPU_ARRAY => Arc::new(array::ArrayMap::new(attr, &opts)?),
+        HASH | PERCPU_HASH | LRU_HASH | LRU_PERCPU_HASH => {
+            Arc::new(hash::HashMap::new(attr, &opts)?)
+        }
+        LPM_TRIE => Arc::new(lpm_trie::LpmTrie::new(attr, &opts)?),
+        ARRAY_OF_MAPS | HASH_OF_MAPS => Arc::new(map_in_map::MapOfMaps::new(attr, &opts)?),
+        PROG_ARRAY => Arc::new(prog_array::ProgArray::new(attr, &opts)?),
+        DEVMAP | DEVMAP_HASH => Arc::new(devmap::DevMap::new(attr, &opts)?),
+        RINGBUF => ringbuf::RingBuf::new(attr, &opts)?,
+        QUEUE | STACK => Arc::new(queue_stack::QueueStack::new(attr, &opts)?),
+        other => {
+            tracing::warn!(
+                map_type = other,
+                "map type not supported by bpftime: EINVAL"
+            );
+            return Err(MapError::Inval);
+        }
+    };
+    Ok(m)
+}
+
+#[cfg(test)]
+pub(crate) mod unit_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,58 @@
+//! Running bpftime's own eBPF VM programs in the data plane.
+
+use std::sync::Arc;
+
+use bpftime_vm::program::Program;
+use bpftime_vm::run::{HostEnv, NoHost, RedirectInfo, XdpCtx};
+
+use crate::{netns, XdpProgram};
+
+/// The host services a data-plane worker offers a program: answered in the
+/// worker's thread, hence in the interface's network namespace.
+pub struct WorkerHost;
+
+impl HostEnv for WorkerHost {
+    fn mtu(&self, ifindex: u32) -> Option<u32> {
+        netns::mtu(ifindex)
+    }
+}
+
+/// A loaded VM program with the host it runs against.
+pub struct VmProgram {
+    prog: Arc<Program>,
+    host: Arc<dyn HostEnv>,
+}
+
+impl VmProgram {
+    /// `prog` with the worker host (MTU lookups in the interface's namespace).
+    pub fn new(prog: Arc<Program>) -> Self {
+        VmProgram { prog, host: Arc::new(WorkerHost) }
+    }
+    pub fn with_host(prog: Arc<Program>, host: Arc<dyn HostEnv>) -> Self {
+        VmProgram { prog, host }
+    }
+    pub fn program(&self) -> &Arc<Program> {
+        &self.prog
+    }
+}
+
+impl XdpProgram for VmProgram {
+    fn run(&self, ctx: &mut XdpCtx, cpu: u32) -> (u32, RedirectInfo) {
+        let r = self.prog.run_xdp(ctx, cpu, self.host.as_ref());
+        (r.verdict, r.redirect)
+    }
+    fn name(&self) -> &str {
+        self.prog.name()
+    }
+}
+
+/// A bare VM program, without host services.
+impl XdpProgram for Program {
+    fn run(&self, ctx: &mut XdpCtx, cpu: u32) -> (u32, RedirectInfo) {
+        let r = self.run_xdp(ctx, cpu, &NoHost);
+        (r.verdict, r.redirect)
+    }
+    fn name(&self) -> &str {
+        Program::name(self)
+    }
+}

@@ -1,0 +1,365 @@
+//! One worker per RX queue: takes frames from its AF_XDP socket, runs the attached
+//! program on each, and carries out the verdict.
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bpftime_vm::maps::map_type;
+use bpftime_vm::run::{RedirectInfo, XdpCtx, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TAILROOM, XDP_TX};
+
+use crate::netns::PacketTx;
+use crate::xsk::{Xsk, FRAME_SIZE};
+use crate::{cpu, sys, QueueStats, XdpProgram};
+
+/// `BPF_F_BROADCAST` / `BPF_F_EXCLUDE_INGRESS` of `bpf_redirect_map`.
+const BPF_F_BROADCAST: u64 = 8;
+const BPF_F_EXCLUDE_INGRESS: u64 = 16;
+
+/// Frames taken from RX per batch.
+const BATCH: usize = 64;
+
+/// The program slot of an attachment, swapped atomically by `replace`.
+pub(crate) struct ProgSlot(pub Arc<dyn XdpProgram>);
+
+/// Counters of one queue, updated by its worker only (Relaxed), read by `stats`.
+#[derive(Default)]
+pub(crate) struct QueueCounters {
+    rx: AtomicU64,
+    rx_bytes: AtomicU64,
+    drop: AtomicU64,
+    pass: AtomicU64,
+    tx: AtomicU64,
+    redirect: AtomicU64,
+    aborted: AtomicU64,
+    exceptions: AtomicU64,
+    pass_fail: AtomicU64,
+    tx_fail: AtomicU64,
+    redirect_fail: AtomicU64,
+    k_rx_dropped: AtomicU64,
+    k_rx_ring_full: AtomicU64,
+    k_fill_empty: AtomicU64,
+}
+
+fn inc(c: &AtomicU64, n: u64) {
+    // Single writer: a plain load+store is enough and cheaper than fetch_add.
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+impl QueueCounters {
+    pub(crate) fn snapshot(&self, queue: u32) -> QueueStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        QueueStats {
+            queue,
+            rx_packets: g(&self.rx),
+            rx_bytes: g(&self.rx_bytes),
+            drop: g(&self.drop),
+            pass: g(&self.pass),
+            tx: g(&self.tx),
+            redirect: g(&self.redirect),
+            aborted: g(&self.aborted),
+            exceptions: g(&self.exceptions),
+            pass_failures: g(&self.pass_fail),
+            tx_failures: g(&self.tx_fail),
+            redirect_failures: g(&self.redirect_fail),
+            kernel_rx_dropped: g(&self.k_rx_dropped),
+            kernel_rx_ring_full: g(&self.k_rx_ring_full),
+            kernel_fill_ring_empty: g(&self.k_fill_empty),
+        }
+    }
+}
+
+/// What a worker needs; moved into its thread.
+pub(crate) struct Worker {
+    pub xsk: Xsk,
+    pub ifindex: u32,
+    pub queue: u32,
+    pub prog: Arc<ArcSwap<ProgSlot>>,
+    pub pass_stub: Arc<OwnedFd>,
+    pub counters: Arc<QueueCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub pin: Option<usize>,
+    pub ptx: Option<PacketTx>,
+}
+
+impl Worker {
+    pub(crate) fn run(mut self) {
+        if let Some(c) = self.pin {
+            if let Err(e) = cpu::pin(c) {
+                tracing::warn!(cpu = c, "cannot pin worker: {e}");
+            }
+        }
+        let mut descs: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
+        let mut recycle: Vec<u64> = Vec::with_capacity(self.xsk.nframes() as usize);
+        let mut txq: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
+        let mut tx_inflight: usize = 0;
+        let mut idle_rounds = 0u32;
+        while !self.stop.load(Ordering::Relaxed) {
+            // Sent frames come back free.
+            if tx_inflight > 0 {
+                let before = recycle.len();
+                self.xsk.comp_drain(&mut recycle);
+                tx_inflight -= recycle.len() - before;
+            }
+            descs.clear();
+            let n = self.xsk.rx_peek(&mut descs, BATCH);
+            if n == 0 {
+                self.flush(&mut recycle, &mut txq, &mut tx_inflight);
+                if tx_inflight > 0 && self.xsk.tx_needs_wakeup() {
+                    let _ = self.xsk.kick_tx();
+                }
+                idle_rounds += 1;
+                if idle_rounds > 64 || self.xsk.fill_needs_wakeup() {
+                    self.refresh_kernel_stats();
+                    self.xsk.poll_rx(if tx_inflight > 0 { 1 } else { 50 });
+                    idle_rounds = 0;
+                }
+                continue;
+            }
+            idle_rounds = 0;
+            let cpu = self.pin.map_or_else(cpu::current, |c| c as u32);
+            // One program per batch: each packet is run by exactly one program, and the
+            // guard keeps it alive until the batch is done (replace is atomic per packet).
+            let slot = self.prog.load();
+            let prog = &slot.0;
+            inc(&self.counters.rx, n as u64);
+            for &(addr, len) in &descs {
+                inc(&self.counters.rx_bytes, len as u64);
+                self.one(prog.as_ref(), cpu, addr, len, &mut recycle, &mut txq);
+            }
+            drop(slot);
+            self.xsk.rx_release(n);
+            self.flush(&mut recycle, &mut txq, &mut tx_inflight);
+        }
+        self.refresh_kernel_stats();
+    }
+
+    /// Returns free frames to FILL and queued frames to TX (with a kick).
+    fn flush(&mut self, recycle: &mut Vec<u64>, txq: &mut Vec<(u64, u32)>, tx_inflight: &mut usize) {
+        if !txq.is_empty() {
+            let sent = self.xsk.tx_submit(txq);
+            *tx_inflight += sent;
+            inc(&self.counters.tx, sent as u64);
+            if sent < txq.len() {
+                inc(&self.counters.tx_fail, (txq.len() - sent) as u64);
+                for &(a, _) in &txq[sent..] {
+                    recycle.push(self.xsk.frame_of(a));
+                }
+            }
+            txq.clear();
+            if self.xsk.tx_needs_wakeup() {
+                if let Err(e) = self.xsk.kick_tx() {
+                    tracing::debug!("tx kick: {e}");
+                }
+            }
+        }
+        if !recycle.is_empty() {
+            let done = self.xsk.fill_submit(recycle);
+            recycle.drain(..done);
+        }
+    }
+
+    fn refresh_kernel_stats(&self) {
+        if let Some(st) = self.xsk.kernel_stats() {
+            self.counters.k_rx_dropped.store(st.rx_dropped, Ordering::Relaxed);
+            self.counters.k_rx_ring_full.store(st.rx_ring_full, Ordering::Relaxed);
+            self.counters.k_fill_empty.store(st.rx_fill_ring_empty_descs, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs the program on one frame and carries out its verdict.
+    fn one(&mut self, prog: &dyn XdpProgram, cpu: u32, addr: u64, len: u32, recycle: &mut Vec<u64>, txq: &mut Vec<(u64, u32)>) {
+        let frame = self.xsk.frame_of(addr);
+        if !self.xsk.valid(addr, len) {
+            inc(&self.counters.exceptions, 1);
+            recycle.push(frame);
+            return;
+        }
+        let base = self.xsk.umem_base();
+        let hard = base + frame;
+        let mut ctx = XdpCtx {
+            data: base + addr,
+            data_end: base + addr + len as u64,
+            data_meta: base + addr,
+            ingress_ifindex: self.ifindex,
+            rx_queue_index: self.queue,
+            egress_ifindex: 0,
+            _pad: 0,
+            hard_start: hard,
+            frame_end: hard + FRAME_SIZE as u64 - XDP_TAILROOM as u64,
+        };
+        let (verdict, redirect) = prog.run(&mut ctx, cpu);
+        // The program's helpers keep these invariants; a context outside its frame
+        // is a bug of the program runner, counted and dropped, never followed.
+        let sane = hard <= ctx.data_meta && ctx.data_meta <= ctx.data && ctx.data <= ctx.data_end && ctx.data_end <= hard + FRAME_SIZE as u64;
+        if !sane {
+            inc(&self.counters.exceptions, 1);
+            recycle.push(frame);
+            return;
+        }
+        let (off, plen) = (ctx.data - base, (ctx.data_end - ctx.data) as u32);
+        match verdict {
+            XDP_DROP => {
+                inc(&self.counters.drop, 1);
+                recycle.push(frame);
+            }
+            XDP_TX => txq.push((off, plen)),
+            XDP_PASS => {
+                inc(&self.counters.pass, 1);
+                let meta = (ctx.data - ctx.data_meta) as u32;
+                let ok = match self.xsk.bytes(ctx.data_meta - base, (plen + meta) as usize) {
+                    Some(bytes) => sys::test_run_live(&self.pass_stub, bytes, meta, self.ifindex, self.queue).map_err(|e| tracing::debug!("pass reinjection: {e}")).is_ok(),
+                    None => false,
+                };
+                if !ok {
+                    inc(&self.counters.pass_fail, 1);
+                }
+                recycle.push(frame);
+            }
+            XDP_REDIRECT => {
+                inc(&self.counters.redirect, 1);
+                self.redirect(&redirect, off, plen, recycle, txq);
+            }
+            XDP_ABORTED => {
+                inc(&self.counters.aborted, 1);
+                inc(&self.counters.exceptions, 1);
+                recycle.push(frame);
+            }
+            _ => {
+                // The kernel's bpf_warn_invalid_xdp_action: dropped as an exception.
+                inc(&self.counters.exceptions, 1);
+                recycle.push(frame);
+            }
+        }
+    }
+
+    /// XDP_REDIRECT: to the ingress interface (our TX ring) or another interface of
+    /// the namespace (AF_PACKET), by ifindex or through a DEVMAP/DEVMAP_HASH entry.
+    fn redirect(&mut self, info: &RedirectInfo, off: u64, len: u32, recycle: &mut Vec<u64>, txq: &mut Vec<(u64, u32)>) {
+        let frame = self.xsk.frame_of(off);
+        let targets = match resolve_targets(info, self.ifindex) {
+            Some(t) if !t.is_empty() => t,
+            _ => {
+                inc(&self.counters.redirect_fail, 1);
+                recycle.push(frame);
+                return;
+            }
+        };
+        let mut to_self = false;
+        for t in targets {
+            if t == self.ifindex && !to_self {
+                to_self = true;
+                continue;
+            }
+            let ok = match (&self.ptx, self.xsk.bytes(off, len as usize)) {
+                (Some(ptx), Some(bytes)) => ptx.send(t, bytes).map_err(|e| tracing::debug!(ifindex = t, "redirect: {e}")).is_ok(),
+                _ => false,
+            };
+            if !ok {
+                inc(&self.counters.redirect_fail, 1);
+            }
+        }
+        if to_self {
+            txq.push((off, len));
+        } else {
+            recycle.push(frame);
+        }
+    }
+}
+
+/// The interfaces an XDP_REDIRECT goes to; None when it cannot be carried out
+/// (no target, a map type other than DEVMAP/DEVMAP_HASH, a missing entry).
+pub(crate) fn resolve_targets(info: &RedirectInfo, ingress: u32) -> Option<Vec<u32>> {
+    let Some(map) = &info.map else {
+        return (info.ifindex != 0).then(|| vec![info.ifindex]);
+    };
+    let attr = map.attr();
+    if attr.map_type != map_type::DEVMAP && attr.map_type != map_type::DEVMAP_HASH {
+        return None;
+    }
+    let ksize = attr.key_size as usize;
+    let mut value = vec![0u8; map.sys_value_size().max(4)];
+    let ifindex_of = |value: &[u8]| u32::from_ne_bytes(value[..4].try_into().expect("4 bytes"));
+    if info.flags & BPF_F_BROADCAST != 0 {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut key: Option<Vec<u8>> = None;
+        let mut next = vec![0u8; ksize];
+        while map.sys_get_next_key(key.as_deref(), &mut next).is_ok() {
+            if map.sys_lookup(&next, &mut value, 0).is_ok() {
+                let t = ifindex_of(&value);
+                let excluded = info.flags & BPF_F_EXCLUDE_INGRESS != 0 && t == ingress;
+                if t != 0 && !excluded && seen.insert(t) {
+                    out.push(t);
+                }
+            }
+            if out.len() > 4096 {
+                break;
+            }
+            key = Some(next.clone());
+        }
+        return Some(out);
+    }
+    let mut key = vec![0u8; ksize];
+    let k = info.key.to_ne_bytes();
+    let n = ksize.min(4);
+    key[..n].copy_from_slice(&k[..n]);
+    match map.sys_lookup(&key, &mut value, 0) {
+        Ok(()) => Some(vec![ifindex_of(&value)]),
+        Err(_) if info.ifindex != 0 => Some(vec![info.ifindex]),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpftime_vm::maps::{create, MapAttr};
+
+    fn devmap(t: u32) -> Arc<dyn bpftime_vm::maps::Map> {
+        create(&MapAttr { map_type: t, key_size: 4, value_size: 4, max_entries: 8, ..MapAttr::default() }).expect("devmap")
+    }
+
+    #[test]
+    fn redirect_by_ifindex() {
+        let r = RedirectInfo { ifindex: 5, ..RedirectInfo::default() };
+        assert_eq!(resolve_targets(&r, 1), Some(vec![5]));
+        assert_eq!(resolve_targets(&RedirectInfo::default(), 1), None);
+    }
+
+    #[test]
+    fn redirect_through_devmap_and_broadcast() {
+        for t in [map_type::DEVMAP, map_type::DEVMAP_HASH] {
+            let m = devmap(t);
+            m.sys_update(&3u32.to_ne_bytes(), &7u32.to_ne_bytes(), 0).unwrap();
+            m.sys_update(&4u32.to_ne_bytes(), &1u32.to_ne_bytes(), 0).unwrap();
+            let one = RedirectInfo { map: Some(m.clone()), key: 3, ..RedirectInfo::default() };
+            assert_eq!(resolve_targets(&one, 1), Some(vec![7]));
+            let miss = RedirectInfo { map: Some(m.clone()), key: 6, ..RedirectInfo::default() };
+            assert_eq!(resolve_targets(&miss, 1), None);
+            let all = RedirectInfo { map: Some(m.clone()), flags: BPF_F_BROADCAST, ..RedirectInfo::default() };
+            assert_eq!(resolve_targets(&all, 1), Some(vec![7, 1]));
+            let others = RedirectInfo { map: Some(m.clone()), flags: BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS, ..RedirectInfo::default() };
+            assert_eq!(resolve_targets(&others, 1), Some(vec![7]));
+        }
+    }
+
+    #[test]
+    fn redirect_through_other_maps_fails() {
+        let m = create(&MapAttr { map_type: map_type::ARRAY, key_size: 4, value_size: 4, max_entries: 8, ..MapAttr::default() }).unwrap();
+        let r = RedirectInfo { map: Some(m), key: 0, ..RedirectInfo::default() };
+        assert_eq!(resolve_targets(&r, 1), None);
+    }
+
+    #[test]
+    fn counters_snapshot() {
+        let c = QueueCounters::default();
+        inc(&c.rx, 3);
+        inc(&c.drop, 2);
+        inc(&c.exceptions, 1);
+        let s = c.snapshot(4);
+        assert_eq!((s.queue, s.rx_packets, s.drop, s.exceptions, s.pass), (4, 3, 2, 1, 0));
+    }
+}

@@ -1,0 +1,131 @@
+//! BPF_MAP_CREATE (kernel/bpf/syscall.c `map_create`).
+
+use std::sync::Arc;
+
+use bpftime_vm::maps::{self, map_type, CreateOpts, MapAttr};
+
+use super::Attr;
+use crate::call::{Call, Reply};
+use crate::registry::{Body, Kind, MapObj};
+use crate::sys::memfd;
+
+pub fn map_create(call: &Call<'_>, a: &Attr) -> Reply {
+    match create(call, a) {
+        Ok(r) => r,
+        Err(e) => Reply::Errno(e),
+    }
+}
+
+fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
+    let mut raw_name = [0u8; 16];
+    raw_name.copy_from_slice(&a.b[28..44]);
+    let attr = MapAttr {
+        map_type: a.u32(0),
+        key_size: a.u32(4),
+        value_size: a.u32(8),
+        max_entries: a.u32(12),
+        map_flags: a.u32(16),
+        numa_node: a.u32(24),
+        name: String::new(),
+        map_ifindex: a.u32(44),
+        btf_fd: a.u32(48),
+        btf_key_type_id: a.u32(52),
+        btf_value_type_id: a.u32(56),
+        btf_vmlinux_value_type_id: a.u32(60),
+        map_extra: a.u64(64),
+    };
+    let inner_map_fd = a.i32(20);
+    let token_fd = a.i32(76);
+    const BPF_F_TOKEN_FD: u32 = 1 << 16;
+    if attr.map_flags & BPF_F_TOKEN_FD == 0 && token_fd != 0 {
+        return Err(libc::EINVAL);
+    }
+    if attr.map_flags & BPF_F_TOKEN_FD != 0 {
+        // No BPF tokens here (TOKEN_CREATE is refused), so any token fd is bad.
+        return Err(libc::EBADF);
+    }
+    if a.u64(80) != 0 || a.u32(88) != 0 {
+        // excl_prog_hash: signed-program exclusivity, not emulated.
+        return Err(libc::EINVAL);
+    }
+    if attr.btf_vmlinux_value_type_id != 0 {
+        // Only STRUCT_OPS maps take a vmlinux value type: not emulated.
+        return Err(libc::EINVAL);
+    }
+    if attr.map_ifindex != 0 {
+        // Offloaded maps need a device that supports offload.
+        return Err(libc::EINVAL);
+    }
+    let creds = call.creds()?;
+    if !creds.bpf_capable() {
+        return Err(libc::EPERM);
+    }
+    if matches!(
+        attr.map_type,
+        map_type::DEVMAP | map_type::DEVMAP_HASH | map_type::XSKMAP
+    ) && !creds.has(crate::call::cap::NET_ADMIN)
+    {
+        return Err(libc::EPERM);
+    }
+    let name = super::obj_name(&raw_name)?;
+    let attr = MapAttr { name, ..attr };
+
+    let mut opts = CreateOpts::default();
+    if matches!(
+        attr.map_type,
+        map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS
+    ) {
+        let inner = call.object(inner_map_fd, Kind::Map, libc::EINVAL)?;
+        opts.inner_map = Some(inner.as_map().unwrap().map.clone());
+    }
+    // BTF: only looked at when key or value type ids are given (as the kernel).
+    let mut btf_obj = None;
+    if attr.btf_key_type_id != 0 || attr.btf_value_type_id != 0 {
+        let obj = call.object(attr.btf_fd as i32, Kind::Btf, libc::EINVAL)?;
+        let btf = obj.as_btf().unwrap().clone();
+        if attr.btf_value_type_id == 0 {
+            return Err(libc::EINVAL);
+        }
+        let sz = |id: u32| btf.type_size(id);
+        if attr.btf_key_type_id != 0 && sz(attr.btf_key_type_id) != Some(attr.key_size) {
+            return Err(libc::EINVAL);
+        }
+        if attr.map_type != map_type::PERCPU_ARRAY
+            && attr.map_type != map_type::PERCPU_HASH
+            && sz(attr.btf_value_type_id) != Some(attr.value_size)
+        {
+            return Err(libc::EINVAL);
+        }
+        btf_obj = Some(obj);
+    }
+    let map = maps::create_with(&attr, opts).map_err(|e| e.errno())?;
+    let handle = match map.mmap_fd() {
+        Some(fd) => Call::dup(&fd)?,
+        None => memfd::create(Kind::Map.memfd_name())
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?,
+    };
+    let body = Body::Map(MapObj {
+        map: Arc::clone(&map),
+        btf: btf_obj,
+    });
+    let obj = call
+        .daemon
+        .registry
+        .lock()
+        .unwrap()
+        .insert(Kind::Map, handle, body, creds.uid)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
+    call.trace(|| {
+        format!(
+            "  map {} type {} key {} value {} max {} flags {:#x} '{}'",
+            obj.id,
+            attr.map_type,
+            attr.key_size,
+            attr.value_size,
+            attr.max_entries,
+            attr.map_flags,
+            attr.name
+        )
+    });
+    Ok(Reply::Object(obj))
+}

@@ -1,0 +1,153 @@
+//! BPF_PROG_TEST_RUN (`bpf_prog_test_run_xdp`, `bpf_prog_test_run_skb` for
+//! SOCKET_FILTER). attr: prog_fd 0, retval 4, data_size_in 8, data_size_out 12,
+//! data_in 16, data_out 24, repeat 32, duration 36, ctx_size_in 40,
+//! ctx_size_out 44, ctx_in 48, ctx_out 56, flags 64, cpu 68, batch_size 72.
+
+use super::Attr;
+use crate::call::{Call, Reply};
+use crate::registry::Kind;
+
+/// What one test run produced.
+pub struct TestOut {
+    pub retval: u32,
+    pub data_out: Vec<u8>,
+    pub ctx_out: Option<Vec<u8>>,
+    pub duration_ns: u32,
+}
+
+pub fn test_run(call: &Call<'_>, a: &Attr) -> Reply {
+    match run(call, a) {
+        Ok(()) => Reply::Value(0),
+        Err(e) => Reply::Errno(e),
+    }
+}
+
+fn run(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
+    let obj = call.object(a.i32(0), Kind::Prog, libc::EINVAL)?;
+    let p = obj.as_prog().unwrap();
+    let (size_in, size_out) = (a.u32(8) as usize, a.u32(12) as usize);
+    let (ctx_size_in, ctx_size_out) = (a.u32(40) as usize, a.u32(44) as usize);
+    let flags = a.u32(64);
+    let repeat = a.u32(32).max(1);
+    let out = match p.prog.prog_type {
+        super::prog_load::prog_type::XDP => {
+            const LIVE: u32 = 2;
+            if flags & !LIVE != 0 || a.u32(68) != 0 {
+                return Err(libc::EINVAL);
+            }
+            if flags & LIVE == 0 && a.u32(72) != 0 {
+                return Err(libc::EINVAL);
+            }
+            if flags & LIVE != 0 {
+                call.trace(|| {
+                    "  PROG_TEST_RUN: live frames need netdev (not wired): EOPNOTSUPP".into()
+                });
+                return Err(libc::EOPNOTSUPP);
+            }
+            if size_in < 14 {
+                return Err(libc::EINVAL);
+            }
+            let data = call.read(a.u64(16), size_in)?;
+            let ctx = if a.u64(48) != 0 || ctx_size_in != 0 {
+                Some(call.read(a.u64(48), ctx_size_in)?)
+            } else {
+                None
+            };
+            vm_test_run(call, &obj, data, ctx, repeat)?
+        }
+        super::prog_load::prog_type::SOCKET_FILTER => {
+            if flags != 0 || a.u32(68) != 0 || a.u32(72) != 0 {
+                return Err(libc::EINVAL);
+            }
+            if size_in < 14 {
+                return Err(libc::EINVAL);
+            }
+            let data = call.read(a.u64(16), size_in)?;
+            vm_test_run(call, &obj, data, None, repeat)?
+        }
+        _ => return Err(libc::ENOTSUP),
+    };
+    // bpf_test_finish: copy what fits, ENOSPC if data_out was too small.
+    let mut err = Ok(());
+    if a.u64(24) != 0 {
+        let n = out.data_out.len().min(size_out);
+        call.write(a.u64(24), &out.data_out[..n])?;
+        if n < out.data_out.len() {
+            err = Err(libc::ENOSPC);
+        }
+    }
+    a.put_u32(call, 12, out.data_out.len() as u32)?;
+    a.put_u32(call, 4, out.retval)?;
+    a.put_u32(call, 36, out.duration_ns)?;
+    if let Some(ctx) = out.ctx_out {
+        if a.u64(56) != 0 {
+            let n = ctx.len().min(ctx_size_out);
+            call.write(a.u64(56), &ctx[..n])?;
+            if n < ctx.len() {
+                err = Err(libc::ENOSPC);
+            }
+            a.put_u32(call, 44, ctx.len() as u32)?;
+        }
+    }
+    err
+}
+
+/// Adapter to the vm's test run.
+fn vm_test_run(
+    call: &Call<'_>,
+    obj: &crate::registry::Object,
+    data: Vec<u8>,
+    ctx: Option<Vec<u8>>,
+    repeat: u32,
+) -> Result<TestOut, i32> {
+    let p = &obj.as_prog().unwrap().prog.vm;
+    let host = bpftime_vm::run::NoHost;
+    let out = match obj.as_prog().unwrap().prog.prog_type {
+        super::prog_load::prog_type::XDP => {
+            if let Some(c) = &ctx {
+                if c.len() >= 16 {
+                    let ifindex = u32::from_ne_bytes(c[12..16].try_into().unwrap());
+                    if ifindex != 0 {
+                        check_ifindex(call, ifindex)?;
+                    }
+                }
+            }
+            p.test_run_xdp(&data, ctx.as_deref(), repeat, 0, &host)?
+        }
+        _ => p.test_run_generic(&data, repeat, 0, &host)?,
+    };
+    Ok(TestOut {
+        retval: out.retval,
+        data_out: out.data_out,
+        ctx_out: if ctx.is_some() {
+            Some(out.ctx_out)
+        } else {
+            None
+        },
+        duration_ns: out.duration_ns,
+    })
+}
+
+/// ENODEV unless `ifindex` exists in the caller's network namespace (looked up
+/// from a short-lived thread that joins it).
+fn check_ifindex(call: &Call<'_>, ifindex: u32) -> Result<(), i32> {
+    let ns = std::fs::File::open(call.proc_path("ns/net")).map_err(|_| libc::ESRCH)?;
+    if !call.valid() {
+        return Err(libc::ESRCH);
+    }
+    let found = std::thread::spawn(move || -> bool {
+        if nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+            return false;
+        }
+        nix::net::if_::if_nameindex()
+            .map(|l| l.iter().any(|i| i.index() == ifindex))
+            .unwrap_or(false)
+    })
+    .join()
+    .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        Err(libc::ENODEV)
+    }
+}

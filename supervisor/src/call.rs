@@ -1,0 +1,204 @@
+//! What a syscall handler receives ([`Call`]) and returns ([`Reply`]).
+//!
+//! A handler reads the target's memory once through [`Call::read`] (EFAULT on bad
+//! pointers), acts on its copy, writes results back with [`Call::write`], and
+//! returns a [`Reply`]: a value, an errno, a new object fd (installed with ADDFD),
+//! or CONTINUE (only where no policy is enforced).
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::daemon::Daemon;
+use crate::registry::{Key, Kind, Object};
+use crate::sys::seccomp::{Listener, Notif};
+use crate::sys::target_mem;
+
+/// Capabilities (bit numbers of CapEff).
+pub mod cap {
+    pub const NET_ADMIN: u32 = 12;
+    pub const SYS_ADMIN: u32 = 21;
+    pub const PERFMON: u32 = 38;
+    pub const BPF: u32 = 39;
+}
+
+/// The credentials of the calling thread, read from /proc/TID/status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Creds {
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub cap_eff: u64,
+}
+
+impl Creds {
+    pub fn has(&self, cap: u32) -> bool {
+        self.cap_eff & (1u64 << cap) != 0
+    }
+    /// The kernel's `bpf_capable()`: CAP_BPF or CAP_SYS_ADMIN.
+    pub fn bpf_capable(&self) -> bool {
+        self.has(cap::BPF) || self.has(cap::SYS_ADMIN)
+    }
+}
+
+/// How a handler answers.
+pub enum Reply {
+    /// The syscall returns this value.
+    Value(i64),
+    /// The syscall fails with this (positive) errno.
+    Errno(i32),
+    /// A new object: its handle is installed in the target (O_CLOEXEC) and the
+    /// syscall returns the new fd. If the install fails, the object is dropped.
+    Object(Arc<Object>),
+    /// Another fd for an existing object (GET_FD_BY_ID, OBJ_GET): its handle is
+    /// installed (O_CLOEXEC); the object stays whatever happens.
+    Shared(Arc<Object>),
+    /// A new fd that is no registry object (e.g. ENABLE_STATS).
+    Fd(OwnedFd),
+    /// Let the kernel run the syscall (never to enforce policy).
+    Continue,
+}
+
+impl From<Result<i64, i32>> for Reply {
+    fn from(r: Result<i64, i32>) -> Self {
+        match r {
+            Ok(v) => Reply::Value(v),
+            Err(e) => Reply::Errno(e),
+        }
+    }
+}
+
+/// One intercepted syscall being handled.
+pub struct Call<'a> {
+    pub notif: Notif,
+    pub daemon: &'a Daemon,
+    pub listener: Listener<'a>,
+    /// Where `--trace-syscalls` lines go (the connection of that bpftime-run).
+    pub trace_sink: Option<&'a crate::proto::TraceSink>,
+    creds: std::cell::OnceCell<Result<Creds, i32>>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(
+        notif: Notif,
+        daemon: &'a Daemon,
+        listener: Listener<'a>,
+        trace_sink: Option<&'a crate::proto::TraceSink>,
+    ) -> Self {
+        Call {
+            notif,
+            daemon,
+            listener,
+            trace_sink,
+            creds: Default::default(),
+        }
+    }
+
+    /// Thread id of the caller.
+    pub fn tid(&self) -> u32 {
+        self.notif.pid
+    }
+    pub fn arg(&self, i: usize) -> u64 {
+        self.notif.args[i]
+    }
+
+    /// Reads `len` bytes of the target at `addr` (EFAULT on a bad pointer).
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+        target_mem::read(self.tid(), addr, len)
+    }
+    /// Writes `data` into the target at `addr` (EFAULT on a bad pointer).
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
+        target_mem::write(self.tid(), addr, data)
+    }
+    /// Reads a NUL-terminated string (ENAMETOOLONG past `max`).
+    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<Vec<u8>, i32> {
+        target_mem::read_cstr(self.tid(), addr, max)
+    }
+
+    /// Whether the notification is still live (call after touching /proc/TID).
+    pub fn valid(&self) -> bool {
+        self.listener.id_valid(self.notif.id)
+    }
+
+    /// The caller's credentials (read once per notification).
+    pub fn creds(&self) -> Result<Creds, i32> {
+        *self.creds.get_or_init(|| read_creds(self.tid()))
+    }
+
+    /// `/proc/TID` of the caller.
+    pub fn proc_path(&self, rest: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/{}", self.tid(), rest))
+    }
+
+    /// `(st_dev, st_ino)` of the target's fd `fd` (EBADF when not open).
+    pub fn fd_key(&self, fd: RawFd) -> Result<Key, i32> {
+        if fd < 0 {
+            return Err(libc::EBADF);
+        }
+        let st =
+            nix::sys::stat::stat(&self.proc_path(&format!("fd/{fd}"))).map_err(|_| libc::EBADF)?;
+        if !self.valid() {
+            return Err(libc::ESRCH);
+        }
+        Ok((st.st_dev, st.st_ino))
+    }
+
+    /// The object behind the target's fd `fd`: EBADF if the fd is not open,
+    /// `wrong` if it is open but no object of `kind`.
+    pub fn object(&self, fd: RawFd, kind: Kind, wrong: i32) -> Result<Arc<Object>, i32> {
+        let key = self.fd_key(fd)?;
+        match self.daemon.registry.lock().unwrap().by_key(&key) {
+            Some(o) if o.kind == kind => Ok(o),
+            _ => Err(wrong),
+        }
+    }
+
+    /// The object of any kind behind fd `fd`, or None if it is open but not ours.
+    pub fn any_object(&self, fd: RawFd) -> Result<Option<Arc<Object>>, i32> {
+        let key = self.fd_key(fd)?;
+        Ok(self.daemon.registry.lock().unwrap().by_key(&key))
+    }
+
+    /// Sends a trace line to the `bpftime-run` that asked for `--trace-syscalls`.
+    pub fn trace(&self, line: impl FnOnce() -> String) {
+        if let Some(sink) = self.trace_sink {
+            sink.line(&format!("[{}] {}", self.tid(), line()));
+        }
+    }
+    /// Whether trace lines are wanted (to skip building them).
+    pub fn tracing(&self) -> bool {
+        self.trace_sink.is_some()
+    }
+
+    /// Duplicates an fd for an object handle (helper for handlers building objects).
+    pub fn dup(fd: &impl AsFd) -> Result<OwnedFd, i32> {
+        fd.as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))
+    }
+}
+
+/// Reads Uid/Gid/CapEff of /proc/TID/status.
+pub fn read_creds(tid: u32) -> Result<Creds, i32> {
+    let s = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
+    let mut c = Creds::default();
+    for line in s.lines() {
+        if let Some(v) = line.strip_prefix("Uid:") {
+            let f: Vec<u32> = v
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            c.uid = f.first().copied().unwrap_or(u32::MAX);
+            c.euid = f.get(1).copied().unwrap_or(u32::MAX);
+        } else if let Some(v) = line.strip_prefix("Gid:") {
+            c.gid = v
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(u32::MAX);
+        } else if let Some(v) = line.strip_prefix("CapEff:") {
+            c.cap_eff = u64::from_str_radix(v.trim(), 16).unwrap_or(0);
+        }
+    }
+    Ok(c)
+}

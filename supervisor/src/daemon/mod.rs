@@ -1,0 +1,332 @@
+//! The daemon (`bpftime daemon`): owns the emulated kernel state, serves the
+//! socket (hello, register, status, stop) and one notification thread per target.
+
+pub mod notify;
+pub mod status;
+pub mod store;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tracing::{debug, info, warn};
+
+use crate::proto::{self, LineReader, Request};
+use crate::registry::{self, Registry};
+
+/// A supervised target (for status).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetInfo {
+    pub pid: u32,
+    pub trace: bool,
+}
+
+/// The daemon's state, shared by all threads.
+pub struct Daemon {
+    pub registry: Mutex<Registry>,
+    /// Handlers hold it shared while they run; collection takes it exclusively, so
+    /// an object is never collected between its creation and its ADDFD.
+    pub gc_lock: RwLock<()>,
+    /// Where the daemon's bpffs is mounted (targets bind-mount it at /sys/fs/bpf).
+    pub bpffs: PathBuf,
+    /// st_dev of the bpffs: paths and fds on it answer statfs with BPF_FS_MAGIC.
+    pub bpffs_dev: AtomicU64,
+    /// The FUSE bpffs mounted at `bpffs` (None: /dev/fuse missing, a plain tmpfs
+    /// stands in and pinning answers EPERM).
+    pub fs: OnceLock<Arc<bpftime_fs::BpfFs>>,
+    /// Its mount (taken at shutdown).
+    pub fs_mount: Mutex<Option<bpftime_fs::Mount>>,
+    /// Fresh instances targets mounted with `mount -t bpf`.
+    pub instances: Mutex<Vec<(Arc<bpftime_fs::BpfFs>, bpftime_fs::Mount)>>,
+    pub socket: PathBuf,
+    pub targets: Mutex<HashMap<u32, TargetInfo>>,
+    /// Number of live BPF_ENABLE_STATS(RUN_TIME) fds: while > 0, runs are timed.
+    pub stats_enabled: AtomicU64,
+    /// Notifications served (status).
+    pub notifications: AtomicU64,
+    /// The AF_XDP data plane (XDP attachments).
+    pub dataplane: bpftime_netdev::Dataplane,
+    /// A weak reference to itself (for stores of new bpffs instances).
+    pub me: OnceLock<std::sync::Weak<Daemon>>,
+}
+
+/// Options of `bpftime daemon`.
+#[derive(Debug, Clone)]
+pub struct DaemonOpts {
+    pub socket: PathBuf,
+    /// None: `<socket dir>/bpffs`.
+    pub bpffs: Option<PathBuf>,
+}
+
+/// The bpffs directory of a daemon listening on `socket`.
+pub fn default_bpffs(socket: &Path) -> PathBuf {
+    socket
+        .parent()
+        .unwrap_or(Path::new("/run/bpftime"))
+        .join("bpffs")
+}
+
+impl Daemon {
+    /// Runs a collection: objects no process holds, and nothing references, go.
+    pub fn gc(&self) -> usize {
+        let _w = self.gc_lock.write().unwrap();
+        let wanted = self.registry.lock().unwrap().keys();
+        if wanted.is_empty() {
+            return 0;
+        }
+        let live = registry::scan_live_keys(std::process::id(), &wanted);
+        let dead = self.registry.lock().unwrap().collect(&live);
+        for o in &dead {
+            debug!(kind = ?o.kind, id = o.id, "collected");
+            self.link_released(o);
+        }
+        dead.len()
+    }
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    let (Ok(a), Ok(b)) = (nix::sys::stat::stat(p), nix::sys::stat::stat(&p.join(".."))) else {
+        return false;
+    };
+    a.st_dev != b.st_dev
+}
+
+/// Prepares the bpffs directory: a tmpfs of its own, so its st_dev identifies it.
+/// (The FUSE bpffs of the fs crate replaces it when wired.)
+fn setup_bpffs(dir: &Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !is_mountpoint(dir) {
+        nix::mount::mount(
+            Some("bpftime"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("mode=1777"),
+        )
+        .with_context(|| format!("mounting the bpffs at {}", dir.display()))?;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
+    Ok(nix::sys::stat::stat(dir)?.st_dev)
+}
+
+/// Mounts the FUSE bpffs at `dir` (or, without /dev/fuse, a tmpfs stand-in).
+fn mount_bpffs(d: &Arc<Daemon>, dir: &Path) -> anyhow::Result<()> {
+    if Path::new("/dev/fuse").exists() {
+        let store = Arc::new(store::Store {
+            daemon: Arc::downgrade(d),
+        });
+        let fs = bpftime_fs::BpfFs::new(store);
+        match fs.mount(dir) {
+            Ok(m) => {
+                d.bpffs_dev.store(m.dev(), Ordering::Release);
+                let _ = d.fs.set(fs);
+                *d.fs_mount.lock().unwrap() = Some(m);
+                return Ok(());
+            }
+            Err(e) => warn!("FUSE bpffs unavailable ({e}); using a tmpfs without pins"),
+        }
+    }
+    let dev = setup_bpffs(dir)?;
+    d.bpffs_dev.store(dev, Ordering::Release);
+    Ok(())
+}
+
+/// Runs the daemon until `stop`.
+pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
+    if std::env::consts::ARCH != "x86_64" {
+        bail!(
+            "bpftime supports x86_64 only (this is {})",
+            std::env::consts::ARCH
+        );
+    }
+    let socket = opts.socket.clone();
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if socket.exists() {
+        if UnixStream::connect(&socket).is_ok() {
+            bail!("a daemon already listens on {}", socket.display());
+        }
+        let _ = std::fs::remove_file(&socket);
+    }
+    let bpffs = opts.bpffs.clone().unwrap_or_else(|| default_bpffs(&socket));
+    std::fs::create_dir_all(&bpffs).with_context(|| format!("creating {}", bpffs.display()))?;
+    let _ = bpftime_fs::BpfFs::cleanup_stale(&bpffs);
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
+    info!(socket = %socket.display(), bpffs = %bpffs.display(), "daemon up");
+    let d = Arc::new(Daemon {
+        registry: Mutex::new(Registry::default()),
+        gc_lock: RwLock::new(()),
+        bpffs: bpffs.clone(),
+        bpffs_dev: AtomicU64::new(0),
+        fs: OnceLock::new(),
+        fs_mount: Mutex::new(None),
+        instances: Mutex::new(Vec::new()),
+        socket,
+        targets: Mutex::new(HashMap::new()),
+        stats_enabled: AtomicU64::new(0),
+        notifications: AtomicU64::new(0),
+        me: OnceLock::new(),
+        dataplane: bpftime_netdev::Dataplane::new(),
+    });
+    let _ = d.me.set(Arc::downgrade(&d));
+    mount_bpffs(&d, &bpffs)?;
+    {
+        let d = d.clone();
+        std::thread::Builder::new()
+            .name("gc".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(2));
+                if !d.registry.lock().unwrap().is_empty() {
+                    d.gc();
+                }
+            })?;
+    }
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let d = d.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = serve_conn(d, conn) {
+                debug!("connection: {e:#}");
+            }
+        });
+    }
+    Ok(())
+}
+
+fn serve_conn(d: Arc<Daemon>, conn: UnixStream) -> anyhow::Result<()> {
+    let mut reader = LineReader::new();
+    while let Some((line, mut fds)) = reader.next(&conn)? {
+        let req: Request = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                proto::send(
+                    &conn,
+                    &serde_json::json!({"ok": false, "error": e.to_string()}),
+                    &[],
+                )?;
+                continue;
+            }
+        };
+        match req {
+            Request::Hello => proto::send(
+                &conn,
+                &serde_json::json!({"ok": true, "bpffs": d.bpffs, "pid": std::process::id()}),
+                &[],
+            )?,
+            Request::Status => {
+                d.gc();
+                proto::send(&conn, &status::collect(&d), &[])?
+            }
+            Request::Stop => {
+                info!("stop requested");
+                proto::send(&conn, &serde_json::json!({"ok": true}), &[])?;
+                shutdown(&d);
+            }
+            Request::Register { pid, trace } => {
+                let Some(listener) = fds.pop() else {
+                    proto::send(
+                        &conn,
+                        &serde_json::json!({"ok": false, "error": "no listener fd"}),
+                        &[],
+                    )?;
+                    continue;
+                };
+                d.targets
+                    .lock()
+                    .unwrap()
+                    .insert(pid, TargetInfo { pid, trace });
+                let sink = if trace { Some(conn.try_clone()?) } else { None };
+                let d2 = d.clone();
+                std::thread::Builder::new()
+                    .name(format!("notif-{pid}"))
+                    .spawn(move || {
+                        notify::serve(&d2, listener, sink.map(proto::TraceSink::new));
+                        d2.targets.lock().unwrap().remove(&pid);
+                        d2.gc();
+                    })?;
+                proto::send(&conn, &serde_json::json!({"ok": true}), &[])?;
+                if !trace {
+                    return Ok(());
+                }
+                // With trace, the notification thread owns the connection's writes.
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Clean shutdown: unmount the bpffs, remove the socket, exit.
+fn shutdown(d: &Daemon) -> ! {
+    let _ = std::fs::remove_file(&d.socket);
+    for (id, _) in d.dataplane.list() {
+        let _ = d.dataplane.detach(id);
+    }
+    for (_, m) in d.instances.lock().unwrap().drain(..) {
+        let _ = m.unmount();
+    }
+    let main = d.fs_mount.lock().unwrap().take();
+    match main {
+        Some(m) => {
+            if let Err(e) = m.unmount() {
+                warn!("unmounting {}: {e}", d.bpffs.display());
+            }
+        }
+        None => {
+            if let Err(e) = nix::mount::umount2(&d.bpffs, nix::mount::MntFlags::MNT_DETACH) {
+                warn!("unmounting {}: {e}", d.bpffs.display());
+            }
+        }
+    }
+    info!("daemon stopped");
+    std::process::exit(0);
+}
+
+impl Daemon {
+    /// The bpffs instance whose st_dev is `dev` (the main one or a target's own).
+    pub fn fs_for_dev(&self, dev: u64) -> Option<Arc<bpftime_fs::BpfFs>> {
+        if let Some(fs) = self.fs.get() {
+            if fs.dev() == Some(dev) {
+                return Some(fs.clone());
+            }
+        }
+        let inst = self.instances.lock().unwrap();
+        inst.iter()
+            .find(|(fs, _)| fs.dev() == Some(dev))
+            .map(|(fs, _)| fs.clone())
+    }
+
+    /// Whether `dev` is one of our bpffs (statfs answers BPF_FS_MAGIC).
+    pub fn is_bpffs_dev(&self, dev: u64) -> bool {
+        dev == self.bpffs_dev.load(Ordering::Acquire) || self.fs_for_dev(dev).is_some()
+    }
+
+    /// A link's last holder went: its attachment goes (as a bpf_link's release).
+    pub fn link_released(&self, o: &crate::registry::Object) {
+        if let Some(l) = o.as_link() {
+            if let Some(id) = l.attachment.lock().unwrap().take() {
+                if let Err(e) = self.dataplane.detach(id) {
+                    warn!("detaching link {}: {e}", o.id);
+                }
+            }
+        }
+    }
+
+    pub fn self_weak(&self) -> std::sync::Weak<Daemon> {
+        self.me.get().cloned().unwrap_or_default()
+    }
+
+    pub fn stats_on(&self) -> bool {
+        self.stats_enabled.load(Ordering::Relaxed) > 0
+    }
+}

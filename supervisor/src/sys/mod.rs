@@ -1,0 +1,14 @@
+//! Thin wrappers over the kernel interfaces the supervisor needs. Each submodule
+//! wraps one interface and holds all of its `unsafe`; everything above is safe code.
+
+pub mod memfd;
+pub mod pidfd;
+pub mod seccomp;
+pub mod target_mem;
+
+/// The calling thread's errno as a positive value.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}

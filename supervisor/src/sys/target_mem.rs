@@ -1,0 +1,75 @@
+//! The target's memory through process_vm_readv / process_vm_writev: read once,
+//! act on the copy. A bad pointer is EFAULT, never a daemon fault.
+
+/// Reads `len` bytes at `addr` of thread `tid`'s address space.
+pub fn read(tid: u32, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+    let mut buf = vec![0u8; len];
+    if len == 0 {
+        return Ok(buf);
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` describes `buf`, which is writable for `len` bytes; the remote
+    // iovec is only interpreted by the kernel in the other process.
+    let n = unsafe { libc::process_vm_readv(tid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        let e = super::errno();
+        return Err(if e == libc::ESRCH {
+            libc::ESRCH
+        } else {
+            libc::EFAULT
+        });
+    }
+    if n as usize != len {
+        return Err(libc::EFAULT);
+    }
+    Ok(buf)
+}
+
+/// Writes `data` at `addr` of thread `tid`'s address space.
+pub fn write(tid: u32, addr: u64, data: &[u8]) -> Result<(), i32> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let local = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: `local` describes `data`, readable for its length; the kernel only
+    // reads from it. The remote side is checked by the kernel.
+    let n = unsafe { libc::process_vm_writev(tid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n < 0 || n as usize != data.len() {
+        return Err(libc::EFAULT);
+    }
+    Ok(())
+}
+
+/// Reads a NUL-terminated string of at most `max` bytes (without the NUL);
+/// ENAMETOOLONG when no NUL is found within `max`.
+pub fn read_cstr(tid: u32, addr: u64, max: usize) -> Result<Vec<u8>, i32> {
+    let mut out = Vec::new();
+    let mut a = addr;
+    while out.len() < max {
+        // Read up to the end of the current page so a string near an unmapped page works.
+        let page_left = 4096 - (a as usize & 4095);
+        let chunk = page_left.min(max - out.len());
+        let bytes = read(tid, a, chunk)?;
+        if let Some(p) = bytes.iter().position(|&b| b == 0) {
+            out.extend_from_slice(&bytes[..p]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&bytes);
+        a += chunk as u64;
+    }
+    Err(libc::ENAMETOOLONG)
+}

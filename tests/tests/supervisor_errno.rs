@@ -1,0 +1,43 @@
+//! Table-driven invalid input: a C client sends malformed bpf() calls (bad sizes,
+//! trailing bytes, bad pointers, bad fds, wrong types, bad flags); the errno of each
+//! case under bpftime-run equals the kernel's.
+
+#[path = "supervisor_common/mod.rs"]
+mod common;
+
+use std::process::Command;
+
+use bpftime_tests::privilege::{require, Need};
+use common::*;
+
+#[test]
+fn malformed_attrs_get_the_kernels_errno() {
+    if !require(&[Need::Root, Need::Bpf]) {
+        return;
+    }
+    let tmp = TempDir::new("errno");
+    let client = gcc(tmp.path(), "sv_errno.c", "sv_errno", false, &[]);
+    let native = stdout_ok(&Command::new(&client).output().unwrap(), "native client");
+    assert!(native.lines().count() > 80, "too few cases ran:\n{native}");
+    assert!(
+        native.contains("size > page: -7"),
+        "kernel answer changed:\n{native}"
+    );
+    let d = Daemon::start();
+    let ours = stdout_ok(
+        &d.run(&[client.to_str().unwrap()]),
+        "client under bpftime-run",
+    );
+    let mut diffs = Vec::new();
+    for (k, b) in native.lines().zip(ours.lines()) {
+        if k != b {
+            diffs.push(format!("kernel: {k}\nbpftime: {b}"));
+        }
+    }
+    assert_eq!(
+        native.lines().count(),
+        ours.lines().count(),
+        "case count differs:\n{ours}"
+    );
+    assert!(diffs.is_empty(), "errno mismatches:\n{}", diffs.join("\n"));
+}

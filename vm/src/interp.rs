@@ -1,0 +1,823 @@
+//! The interpreter: runs the checked, rewritten instructions ([`Op`]) of a
+//! [`Program`]. Every memory access the verifier did not prove is checked against
+//! the run's regions (stack, packet, global data, regions added by helpers); a bad
+//! access is a [`Fault`] that ends the run.
+
+use std::sync::Arc;
+
+use crate::insn::{MAX_BPF_STACK, MAX_CALL_FRAMES};
+use crate::maps::{map_handle, Map};
+use crate::mem::{raw, Region};
+use crate::program::Program;
+use crate::run::{Fault, HelperCtx, HostEnv, RedirectInfo, XdpCtx};
+
+/// Tag of the value `ld_imm64 FUNC` puts in a register (ORed with the target pc).
+pub(crate) const FUNC_TAG: u64 = 0xfffe_0000_0000_0000;
+/// Bytes of stack for all frames of a run.
+pub(crate) const STACK_BYTES: usize = MAX_BPF_STACK * MAX_CALL_FRAMES;
+/// Backward jumps and calls allowed per run before it is aborted.
+pub(crate) const BUDGET: u64 = 1 << 24;
+/// The kernel's BPF_MAX_LOOPS (may_goto budget).
+const MAY_GOTO_BUDGET: u64 = 1 << 23;
+/// The kernel's MAX_TAIL_CALL_CNT.
+pub(crate) const MAX_TAIL_CALL_CNT: u32 = 33;
+
+/// Internal opcodes beyond the BPF encoding (chosen in unused encoding space).
+pub(crate) mod op {
+    /// Never executed by a valid program (second half of ld_imm64, past the end).
+    pub const TRAP: u8 = 0xff;
+    /// Rewritten context load: `off` is the XdpCtx offset, `aux` the size (4 or 8).
+    pub const CTX_LD: u8 = 0x21;
+    /// Loads/stores at r10+off proven inside the frame (| size bits).
+    pub const STACK_LDX: u8 = 0x41;
+    pub const STACK_ST: u8 = 0x42;
+    pub const STACK_STX: u8 = 0x43;
+    /// bpf-to-bpf call: `off` is the target pc.
+    pub const CALL_LOCAL: u8 = 0xf5;
+    /// `movsx` (MOV with a non-zero `off`), 64- and 32-bit; `off` is the source width.
+    pub const MOVSX64: u8 = 0xef;
+    pub const MOVSX32: u8 = 0xec;
+}
+
+/// One decoded instruction. For jumps `off` is the absolute target pc; for
+/// `ld_imm64` `imm` holds the whole (resolved) 64-bit value; for helper calls
+/// `imm` indexes the program's helper table.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Op {
+    pub code: u8,
+    pub dst: u8,
+    pub src: u8,
+    pub aux: u8,
+    pub off: i32,
+    pub imm: i64,
+}
+
+/// Per-thread memory reused by every run (no allocation on the hot path).
+pub(crate) struct Scratch {
+    stack: [u64; STACK_BYTES / 8],
+    frames: [Frame; MAX_CALL_FRAMES * 2],
+    regions: Vec<Region>,
+    maps: Vec<Arc<dyn Map>>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
+fn take_scratch() -> Box<Scratch> {
+    SCRATCH.with(|c| c.take()).unwrap_or_else(|| {
+        Box::new(Scratch {
+            stack: [0; STACK_BYTES / 8],
+            frames: [Frame::default(); MAX_CALL_FRAMES * 2],
+            regions: Vec::with_capacity(16),
+            maps: Vec::new(),
+        })
+    })
+}
+
+fn put_scratch(mut s: Box<Scratch>) {
+    s.regions.clear();
+    s.maps.clear();
+    SCRATCH.with(|c| c.set(Some(s)));
+}
+
+/// What a run needs besides the program.
+pub(crate) struct RunArgs<'a> {
+    pub xdp: &'a mut XdpCtx,
+    /// r1 at entry (the context's address, or the memory of a raw run).
+    pub r1: u64,
+    pub r2: u64,
+    /// A region the run may touch besides the stack and packet (raw memory, fake skb).
+    pub region: Option<Region>,
+    /// Packet data for LD_ABS/LD_IND (socket filters): address, length.
+    pub skb_data: (u64, u64),
+    pub cpu: u32,
+    pub host: &'a dyn HostEnv,
+}
+
+/// The state of one run; implements [`HelperCtx`] for helpers.
+pub(crate) struct RunCtx<'a> {
+    first: &'a Program,
+    cur: Option<Arc<Program>>,
+    xdp: &'a mut XdpCtx,
+    cpu: u32,
+    host: &'a dyn HostEnv,
+    /// Pinned on first use by a helper (programs without helpers never need it).
+    guard: std::cell::OnceCell<crossbeam_epoch::Guard>,
+    redirect: RedirectInfo,
+    /// Frames in use in `scratch.frames` (shared by nested `exec`s).
+    frames_used: usize,
+    scratch: Box<Scratch>,
+    stack_base: u64,
+    skb_data: (u64, u64),
+    depth: usize,
+    tail_cnt: u32,
+    pending_tail: Option<Arc<Program>>,
+    budget: u64,
+    may_goto: u64,
+}
+
+pub(crate) enum End {
+    Exit(u64),
+    Tail(Arc<Program>),
+}
+
+/// Run `prog` (and whatever it tail-calls) once.
+pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, RedirectInfo) {
+    let mut scratch = take_scratch();
+    let stack_base = scratch.stack.as_mut_ptr() as u64;
+    if let Some(r) = a.region {
+        scratch.regions.push(r);
+    }
+    let mut rc = RunCtx {
+        first: prog,
+        cur: None,
+        xdp: a.xdp,
+        cpu: a.cpu,
+        host: a.host,
+        guard: std::cell::OnceCell::new(),
+        redirect: RedirectInfo::default(),
+        frames_used: 0,
+        scratch,
+        stack_base,
+        skb_data: a.skb_data,
+        depth: 0,
+        tail_cnt: 0,
+        pending_tail: None,
+        budget: BUDGET,
+        may_goto: MAY_GOTO_BUDGET,
+    };
+    let r1 = a.r1;
+    let mut args = [r1, a.r2, 0, 0, 0];
+    let res = loop {
+        let cur = rc.cur.clone();
+        let p: &Program = match &cur {
+            Some(c) => c,
+            None => rc.first,
+        };
+        rc.depth = 0;
+        match exec(p, &mut rc, 0, args, true) {
+            Ok(End::Exit(v)) => break Ok(v),
+            Ok(End::Tail(next)) => {
+                rc.cur = Some(next);
+                args = [r1, 0, 0, 0, 0];
+            }
+            Err(f) => break Err(f),
+        }
+    };
+    let RunCtx {
+        scratch, redirect, ..
+    } = rc;
+    put_scratch(scratch);
+    (res, redirect)
+}
+
+impl RunCtx<'_> {
+    fn cur_prog(&self) -> &Program {
+        match &self.cur {
+            Some(c) => c,
+            None => self.first,
+        }
+    }
+
+    /// Whether `[addr, addr+len)` lies in a region of this run.
+    #[inline(always)]
+    fn access_ok(&self, prog: &Program, addr: u64, len: u64, write: bool) -> bool {
+        // The packet [data_meta, data_end), read live (helpers move it), then the stack.
+        let x = &*self.xdp;
+        let end = addr.wrapping_add(len);
+        if addr >= x.data_meta && end <= x.data_end && end >= addr {
+            return true;
+        }
+        if len <= STACK_BYTES as u64
+            && addr.wrapping_sub(self.stack_base) <= STACK_BYTES as u64 - len
+        {
+            return true;
+        }
+        self.access_ok_slow(prog, addr, len, write)
+    }
+
+    #[inline(never)]
+    fn access_ok_slow(&self, prog: &Program, addr: u64, len: u64, write: bool) -> bool {
+        prog.static_regions
+            .iter()
+            .any(|r| r.contains(addr, len, write))
+            || self
+                .scratch
+                .regions
+                .iter()
+                .any(|r| r.contains(addr, len, write))
+    }
+
+    #[inline(always)]
+    fn ctx_field(&self, off: i32) -> u64 {
+        let x = &*self.xdp;
+        match off {
+            0 => x.data,
+            8 => x.data_end,
+            16 => x.data_meta,
+            24 => x.ingress_ifindex as u64,
+            28 => x.rx_queue_index as u64,
+            _ => x.egress_ifindex as u64,
+        }
+    }
+
+    /// LD_ABS / LD_IND: `Some(value)` or `None` (out of the packet: the program ends with 0).
+    fn ld_abs(&self, off: i64, size: usize) -> Option<u64> {
+        let (addr, len) = self.skb_data;
+        if off < 0 || off as u64 + size as u64 > len {
+            return None;
+        }
+        // SAFETY: [addr, addr+len) is the run's packet copy and off+size <= len.
+        let v = unsafe { raw::load(addr + off as u64, size) };
+        Some(match size {
+            1 => v,
+            2 => (v as u16).swap_bytes() as u64,
+            _ => (v as u32).swap_bytes() as u64,
+        })
+    }
+}
+
+/// A load at `fp + off` that the verifier proved inside the frame whose top is `fp`.
+#[inline(always)]
+fn stack_load(fp: u64, off: i32, size: usize) -> u64 {
+    // SAFETY: only used for ops the verifier rewrote to STACK_* : the base is r10, which
+    // programs cannot write (checked at load) and which always holds the top of the
+    // current frame inside the run's stack buffer; -512 <= off and off + size <= 0.
+    unsafe { raw::load(fp.wrapping_add(off as i64 as u64), size) }
+}
+
+/// A store at `fp + off` that the verifier proved inside the frame whose top is `fp`.
+#[inline(always)]
+fn stack_store(fp: u64, off: i32, size: usize, v: u64) {
+    // SAFETY: as for `stack_load`.
+    unsafe { raw::store(fp.wrapping_add(off as i64 as u64), size, v) }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    ret_pc: usize,
+    saved: [u64; 4],
+    fp: u64,
+}
+
+/// Interpret `prog` from `entry` with r1..r5 = `args` in a new frame.
+/// `top`: the run's outermost invocation (tail calls are carried out only there).
+pub(crate) fn exec(
+    prog: &Program,
+    rc: &mut RunCtx<'_>,
+    entry: usize,
+    args: [u64; 5],
+    top: bool,
+) -> Result<End, Fault> {
+    let (depth, frames) = (rc.depth, rc.frames_used);
+    let r = exec_inner(prog, rc, entry, args, top);
+    rc.depth = depth;
+    rc.frames_used = frames;
+    r
+}
+
+fn exec_inner(
+    prog: &Program,
+    rc: &mut RunCtx<'_>,
+    entry: usize,
+    args: [u64; 5],
+    top: bool,
+) -> Result<End, Fault> {
+    let ops: &[Op] = &prog.ops;
+    let base_depth = rc.depth;
+    if base_depth >= MAX_CALL_FRAMES {
+        return Err(Fault::CallDepth { pc: entry });
+    }
+    // 16 slots so that `reg & 15` indexes without bounds checks (registers are <= 10).
+    let mut regs = [0u64; 16];
+    regs[1..6].copy_from_slice(&args);
+    regs[10] = rc.stack_base + ((base_depth + 1) * MAX_BPF_STACK) as u64;
+    // Frames of this invocation live in the run's scratch above those of outer ones.
+    let frame_base = rc.frames_used;
+    let mut nf = 0usize;
+    let mut pc = entry;
+
+    macro_rules! fault {
+        ($kind:expr, $addr:expr, $len:expr) => {{
+            rc.depth = base_depth;
+            return Err(Fault::OutOfBounds {
+                kind: $kind,
+                addr: $addr,
+                len: $len as usize,
+                pc: pc - 1,
+            });
+        }};
+    }
+    macro_rules! load {
+        ($o:expr, $size:expr) => {{
+            let addr = regs[$o.src as usize & 15].wrapping_add($o.off as i64 as u64);
+            if !rc.access_ok(prog, addr, $size, false) {
+                fault!("read", addr, $size);
+            }
+            // SAFETY: access_ok checked [addr, addr+size) lies in a readable region of this run.
+            unsafe { raw::load(addr, $size) }
+        }};
+    }
+    macro_rules! store {
+        ($o:expr, $size:expr, $v:expr) => {{
+            let addr = regs[$o.dst as usize & 15].wrapping_add($o.off as i64 as u64);
+            if !rc.access_ok(prog, addr, $size, true) {
+                fault!("write", addr, $size);
+            }
+            // SAFETY: access_ok checked [addr, addr+size) lies in a writable region of this run.
+            unsafe { raw::store(addr, $size, $v) }
+        }};
+    }
+    macro_rules! jump {
+        ($o:expr, $cond:expr) => {{
+            if $cond {
+                let t = $o.off as usize;
+                if t < pc {
+                    rc.budget -= 1;
+                    if rc.budget == 0 {
+                        rc.depth = base_depth;
+                        return Err(Fault::Budget { pc: pc - 1 });
+                    }
+                }
+                pc = t;
+            }
+        }};
+    }
+
+    debug_assert!(ops.last().is_some_and(|o| o.code == op::TRAP));
+    loop {
+        debug_assert!(pc < ops.len());
+        // SAFETY: the verifier checked every jump, call and callback target is inside the
+        // program, ld_imm64 is never last, and the last op is a TRAP that never continues:
+        // pc is always < ops.len().
+        let o = unsafe { *ops.get_unchecked(pc) };
+        pc += 1;
+        let d = o.dst as usize & 15;
+        let s = o.src as usize & 15;
+        match o.code {
+            // ---- ALU64, immediate / register ----
+            0x07 => regs[d] = regs[d].wrapping_add(o.imm as u64),
+            0x0f => regs[d] = regs[d].wrapping_add(regs[s]),
+            0x17 => regs[d] = regs[d].wrapping_sub(o.imm as u64),
+            0x1f => regs[d] = regs[d].wrapping_sub(regs[s]),
+            0x27 => regs[d] = regs[d].wrapping_mul(o.imm as u64),
+            0x2f => regs[d] = regs[d].wrapping_mul(regs[s]),
+            0x37 | 0x3f => {
+                let b = if o.code == 0x37 {
+                    o.imm as u64
+                } else {
+                    regs[s]
+                };
+                regs[d] = if b == 0 {
+                    0
+                } else if o.off == 1 {
+                    (regs[d] as i64).wrapping_div(b as i64) as u64
+                } else {
+                    regs[d] / b
+                };
+            }
+            0x47 => regs[d] |= o.imm as u64,
+            0x4f => regs[d] |= regs[s],
+            0x57 => regs[d] &= o.imm as u64,
+            0x5f => regs[d] &= regs[s],
+            0x67 => regs[d] <<= o.imm as u64 & 63,
+            0x6f => regs[d] <<= regs[s] & 63,
+            0x77 => regs[d] >>= o.imm as u64 & 63,
+            0x7f => regs[d] >>= regs[s] & 63,
+            0x87 => regs[d] = (regs[d] as i64).wrapping_neg() as u64,
+            0x97 | 0x9f => {
+                let b = if o.code == 0x97 {
+                    o.imm as u64
+                } else {
+                    regs[s]
+                };
+                if b != 0 {
+                    regs[d] = if o.off == 1 {
+                        (regs[d] as i64).wrapping_rem(b as i64) as u64
+                    } else {
+                        regs[d] % b
+                    };
+                }
+            }
+            0xa7 => regs[d] ^= o.imm as u64,
+            0xaf => regs[d] ^= regs[s],
+            0xb7 => regs[d] = o.imm as u64,
+            0xbf => regs[d] = regs[s],
+            op::MOVSX64 => {
+                regs[d] = match o.off {
+                    8 => regs[s] as i8 as i64 as u64,
+                    16 => regs[s] as i16 as i64 as u64,
+                    _ => regs[s] as i32 as i64 as u64,
+                }
+            }
+            0xc7 => regs[d] = ((regs[d] as i64) >> (o.imm as u64 & 63)) as u64,
+            0xcf => regs[d] = ((regs[d] as i64) >> (regs[s] & 63)) as u64,
+            0xd7 => {
+                regs[d] = match o.imm {
+                    16 => (regs[d] as u16).swap_bytes() as u64,
+                    32 => (regs[d] as u32).swap_bytes() as u64,
+                    _ => regs[d].swap_bytes(),
+                }
+            }
+            // ---- ALU (32-bit), results zero-extended ----
+            0x04 => regs[d] = (regs[d] as u32).wrapping_add(o.imm as u32) as u64,
+            0x0c => regs[d] = (regs[d] as u32).wrapping_add(regs[s] as u32) as u64,
+            0x14 => regs[d] = (regs[d] as u32).wrapping_sub(o.imm as u32) as u64,
+            0x1c => regs[d] = (regs[d] as u32).wrapping_sub(regs[s] as u32) as u64,
+            0x24 => regs[d] = (regs[d] as u32).wrapping_mul(o.imm as u32) as u64,
+            0x2c => regs[d] = (regs[d] as u32).wrapping_mul(regs[s] as u32) as u64,
+            0x34 | 0x3c => {
+                let b = if o.code == 0x34 {
+                    o.imm as u32
+                } else {
+                    regs[s] as u32
+                };
+                let a = regs[d] as u32;
+                regs[d] = if b == 0 {
+                    0
+                } else if o.off == 1 {
+                    (a as i32).wrapping_div(b as i32) as u32 as u64
+                } else {
+                    (a / b) as u64
+                };
+            }
+            0x44 => regs[d] = (regs[d] as u32 | o.imm as u32) as u64,
+            0x4c => regs[d] = (regs[d] as u32 | regs[s] as u32) as u64,
+            0x54 => regs[d] = (regs[d] as u32 & o.imm as u32) as u64,
+            0x5c => regs[d] = (regs[d] as u32 & regs[s] as u32) as u64,
+            0x64 => regs[d] = ((regs[d] as u32) << (o.imm as u32 & 31)) as u64,
+            0x6c => regs[d] = ((regs[d] as u32) << (regs[s] as u32 & 31)) as u64,
+            0x74 => regs[d] = ((regs[d] as u32) >> (o.imm as u32 & 31)) as u64,
+            0x7c => regs[d] = ((regs[d] as u32) >> (regs[s] as u32 & 31)) as u64,
+            0x84 => regs[d] = (regs[d] as i32).wrapping_neg() as u32 as u64,
+            0x94 | 0x9c => {
+                let b = if o.code == 0x94 {
+                    o.imm as u32
+                } else {
+                    regs[s] as u32
+                };
+                let a = regs[d] as u32;
+                regs[d] = if b == 0 {
+                    a as u64
+                } else if o.off == 1 {
+                    (a as i32).wrapping_rem(b as i32) as u32 as u64
+                } else {
+                    (a % b) as u64
+                };
+            }
+            0xa4 => regs[d] = (regs[d] as u32 ^ o.imm as u32) as u64,
+            0xac => regs[d] = (regs[d] as u32 ^ regs[s] as u32) as u64,
+            0xb4 => regs[d] = o.imm as u32 as u64,
+            0xbc => regs[d] = regs[s] as u32 as u64,
+            op::MOVSX32 => {
+                regs[d] = match o.off {
+                    8 => regs[s] as i8 as i32 as u32 as u64,
+                    _ => regs[s] as i16 as i32 as u32 as u64,
+                }
+            }
+            0xc4 => regs[d] = ((regs[d] as i32) >> (o.imm as u32 & 31)) as u32 as u64,
+            0xcc => regs[d] = ((regs[d] as i32) >> (regs[s] as u32 & 31)) as u32 as u64,
+            0xd4 => {
+                regs[d] = match o.imm {
+                    16 => regs[d] as u16 as u64,
+                    32 => regs[d] as u32 as u64,
+                    _ => regs[d],
+                }
+            }
+            0xdc => {
+                regs[d] = match o.imm {
+                    16 => (regs[d] as u16).swap_bytes() as u64,
+                    32 => (regs[d] as u32).swap_bytes() as u64,
+                    _ => regs[d].swap_bytes(),
+                }
+            }
+            // ---- loads / stores, checked ----
+            0x61 => regs[d] = load!(o, 4),
+            0x69 => regs[d] = load!(o, 2),
+            0x71 => regs[d] = load!(o, 1),
+            0x79 => regs[d] = load!(o, 8),
+            0x81 => regs[d] = load!(o, 4) as u32 as i32 as i64 as u64,
+            0x89 => regs[d] = load!(o, 2) as u16 as i16 as i64 as u64,
+            0x91 => regs[d] = load!(o, 1) as u8 as i8 as i64 as u64,
+            0x62 => store!(o, 4, o.imm as u64),
+            0x6a => store!(o, 2, o.imm as u64),
+            0x72 => store!(o, 1, o.imm as u64),
+            0x7a => store!(o, 8, o.imm as u64),
+            0x63 => store!(o, 4, regs[s]),
+            0x6b => store!(o, 2, regs[s]),
+            0x73 => store!(o, 1, regs[s]),
+            0x7b => store!(o, 8, regs[s]),
+            0xc3 | 0xdb => {
+                let size = if o.code == 0xc3 { 4usize } else { 8 };
+                let addr = regs[d].wrapping_add(o.off as i64 as u64);
+                if !rc.access_ok(prog, addr, size as u64, true) {
+                    fault!("atomic", addr, size);
+                }
+                if addr % size as u64 != 0 {
+                    fault!("misaligned atomic", addr, size);
+                }
+                let mask = if size == 4 { u32::MAX as u64 } else { u64::MAX };
+                let sv = regs[s] & mask;
+                let imm = o.imm as i32;
+                // SAFETY: access_ok checked the range is writable memory of this run; aligned above.
+                let old = unsafe {
+                    match imm & !crate::insn::BPF_FETCH {
+                        0x00 => raw::atomic_rmw(addr, size, |v| Some(v.wrapping_add(sv) & mask)),
+                        0x40 => raw::atomic_rmw(addr, size, |v| Some(v | sv)),
+                        0x50 => raw::atomic_rmw(addr, size, |v| Some(v & sv)),
+                        0xa0 => raw::atomic_rmw(addr, size, |v| Some(v ^ sv)),
+                        0xe0 => raw::atomic_rmw(addr, size, |_| Some(sv)),
+                        _ => {
+                            let expect = regs[0] & mask;
+                            raw::atomic_rmw(addr, size, |v| (v == expect).then_some(sv))
+                        }
+                    }
+                };
+                if imm == crate::insn::BPF_CMPXCHG {
+                    regs[0] = old;
+                } else if imm & crate::insn::BPF_FETCH != 0 {
+                    regs[s] = old;
+                }
+            }
+            // ---- proven stack accesses (r10 + constant inside the frame) ----
+            0x41 => regs[d] = stack_load(regs[10], o.off, 4),
+            0x49 => regs[d] = stack_load(regs[10], o.off, 2),
+            0x51 => regs[d] = stack_load(regs[10], o.off, 1),
+            0x59 => regs[d] = stack_load(regs[10], o.off, 8),
+            0x42 => stack_store(regs[10], o.off, 4, o.imm as u64),
+            0x4a => stack_store(regs[10], o.off, 2, o.imm as u64),
+            0x52 => stack_store(regs[10], o.off, 1, o.imm as u64),
+            0x5a => stack_store(regs[10], o.off, 8, o.imm as u64),
+            0x43 => stack_store(regs[10], o.off, 4, regs[s]),
+            0x4b => stack_store(regs[10], o.off, 2, regs[s]),
+            0x53 => stack_store(regs[10], o.off, 1, regs[s]),
+            0x5b => stack_store(regs[10], o.off, 8, regs[s]),
+            op::CTX_LD => regs[d] = rc.ctx_field(o.off),
+            0x18 => {
+                regs[d] = o.imm as u64;
+                pc += 1;
+            }
+            // LD_ABS / LD_IND (socket filters): out of the packet ends the program with 0.
+            0x20 | 0x28 | 0x30 | 0x40 | 0x48 | 0x50 => {
+                let size = match o.code & 0x18 {
+                    0x00 => 4,
+                    0x08 => 2,
+                    _ => 1,
+                };
+                let mut off = o.imm;
+                if o.code & 0xe0 == 0x40 {
+                    off = off.wrapping_add(regs[s] as i64);
+                }
+                match rc.ld_abs(off, size) {
+                    Some(v) => regs[0] = v,
+                    None => {
+                        rc.depth = base_depth;
+                        return Ok(End::Exit(0));
+                    }
+                }
+            }
+            // ---- jumps ----
+            0x05 => jump!(o, true),
+            0x15 => jump!(o, regs[d] == o.imm as u64),
+            0x1d => jump!(o, regs[d] == regs[s]),
+            0x25 => jump!(o, regs[d] > o.imm as u64),
+            0x2d => jump!(o, regs[d] > regs[s]),
+            0x35 => jump!(o, regs[d] >= o.imm as u64),
+            0x3d => jump!(o, regs[d] >= regs[s]),
+            0xa5 => jump!(o, regs[d] < o.imm as u64),
+            0xad => jump!(o, regs[d] < regs[s]),
+            0xb5 => jump!(o, regs[d] <= o.imm as u64),
+            0xbd => jump!(o, regs[d] <= regs[s]),
+            0x45 => jump!(o, regs[d] & o.imm as u64 != 0),
+            0x4d => jump!(o, regs[d] & regs[s] != 0),
+            0x55 => jump!(o, regs[d] != o.imm as u64),
+            0x5d => jump!(o, regs[d] != regs[s]),
+            0x65 => jump!(o, (regs[d] as i64) > o.imm),
+            0x6d => jump!(o, (regs[d] as i64) > regs[s] as i64),
+            0x75 => jump!(o, (regs[d] as i64) >= o.imm),
+            0x7d => jump!(o, (regs[d] as i64) >= regs[s] as i64),
+            0xc5 => jump!(o, (regs[d] as i64) < o.imm),
+            0xcd => jump!(o, (regs[d] as i64) < regs[s] as i64),
+            0xd5 => jump!(o, (regs[d] as i64) <= o.imm),
+            0xdd => jump!(o, (regs[d] as i64) <= regs[s] as i64),
+            0x16 => jump!(o, regs[d] as u32 == o.imm as u32),
+            0x1e => jump!(o, regs[d] as u32 == regs[s] as u32),
+            0x26 => jump!(o, regs[d] as u32 > o.imm as u32),
+            0x2e => jump!(o, regs[d] as u32 > regs[s] as u32),
+            0x36 => jump!(o, regs[d] as u32 >= o.imm as u32),
+            0x3e => jump!(o, regs[d] as u32 >= regs[s] as u32),
+            0xa6 => jump!(o, (regs[d] as u32) < o.imm as u32),
+            0xae => jump!(o, (regs[d] as u32) < regs[s] as u32),
+            0xb6 => jump!(o, regs[d] as u32 <= o.imm as u32),
+            0xbe => jump!(o, regs[d] as u32 <= regs[s] as u32),
+            0x46 => jump!(o, regs[d] as u32 & o.imm as u32 != 0),
+            0x4e => jump!(o, regs[d] as u32 & regs[s] as u32 != 0),
+            0x56 => jump!(o, regs[d] as u32 != o.imm as u32),
+            0x5e => jump!(o, regs[d] as u32 != regs[s] as u32),
+            0x66 => jump!(o, (regs[d] as i32) > o.imm as i32),
+            0x6e => jump!(o, (regs[d] as i32) > regs[s] as i32),
+            0x76 => jump!(o, (regs[d] as i32) >= o.imm as i32),
+            0x7e => jump!(o, (regs[d] as i32) >= regs[s] as i32),
+            0xc6 => jump!(o, (regs[d] as i32) < o.imm as i32),
+            0xce => jump!(o, (regs[d] as i32) < regs[s] as i32),
+            0xd6 => jump!(o, (regs[d] as i32) <= o.imm as i32),
+            0xde => jump!(o, (regs[d] as i32) <= regs[s] as i32),
+            // may_goto: falls through until the loop budget is spent, then jumps.
+            0xe5 => {
+                if rc.may_goto == 0 {
+                    pc = o.off as usize;
+                } else {
+                    rc.may_goto -= 1;
+                }
+            }
+            // ---- calls ----
+            0x85 | 0x8d => {
+                let f = if o.code == 0x85 {
+                    prog.helper_fns[o.imm as usize]
+                } else {
+                    let id = regs[d];
+                    match u32::try_from(id).ok().and_then(prog.lookup) {
+                        Some(spec) => spec.func,
+                        None => {
+                            rc.depth = base_depth;
+                            return Err(Fault::Helper {
+                                id: id as u32,
+                                why: "callx to an unknown helper",
+                            });
+                        }
+                    }
+                };
+                rc.budget -= 1;
+                if rc.budget == 0 {
+                    rc.depth = base_depth;
+                    return Err(Fault::Budget { pc: pc - 1 });
+                }
+                let saved_depth = rc.depth;
+                let r = f(rc, [regs[1], regs[2], regs[3], regs[4], regs[5]]);
+                rc.depth = saved_depth;
+                match r {
+                    Ok(v) => regs[0] = v,
+                    Err(e) => {
+                        rc.depth = base_depth;
+                        return Err(e);
+                    }
+                }
+                if let Some(t) = rc.pending_tail.take() {
+                    if top && rc.tail_cnt < MAX_TAIL_CALL_CNT {
+                        rc.tail_cnt += 1;
+                        rc.depth = base_depth;
+                        return Ok(End::Tail(t));
+                    }
+                }
+            }
+            op::CALL_LOCAL => {
+                if rc.depth + 1 >= MAX_CALL_FRAMES || frame_base + nf >= rc.scratch.frames.len() {
+                    rc.depth = base_depth;
+                    return Err(Fault::CallDepth { pc: pc - 1 });
+                }
+                rc.budget -= 1;
+                if rc.budget == 0 {
+                    rc.depth = base_depth;
+                    return Err(Fault::Budget { pc: pc - 1 });
+                }
+                rc.scratch.frames[frame_base + nf] = Frame {
+                    ret_pc: pc,
+                    saved: [regs[6], regs[7], regs[8], regs[9]],
+                    fp: regs[10],
+                };
+                nf += 1;
+                rc.frames_used = frame_base + nf;
+                rc.depth += 1;
+                regs[10] += MAX_BPF_STACK as u64;
+                pc = o.off as usize;
+            }
+            0x95 => {
+                if nf == 0 {
+                    rc.depth = base_depth;
+                    return Ok(End::Exit(regs[0]));
+                }
+                nf -= 1;
+                rc.frames_used = frame_base + nf;
+                let f = rc.scratch.frames[frame_base + nf];
+                regs[6..10].copy_from_slice(&f.saved);
+                regs[10] = f.fp;
+                pc = f.ret_pc;
+                rc.depth -= 1;
+            }
+            // Explicit arms at both ends of the byte range let the dispatch table cover
+            // every code (no range check per instruction).
+            0x00 | op::TRAP | _ => {
+                rc.depth = base_depth;
+                return Err(Fault::Helper {
+                    id: 0,
+                    why: "invalid instruction reached",
+                });
+            }
+        }
+    }
+}
+
+impl HelperCtx for RunCtx<'_> {
+    fn read(&self, addr: u64, len: usize) -> Result<&[u8], Fault> {
+        if !self.access_ok(self.cur_prog(), addr, len as u64, false) {
+            return Err(Fault::OutOfBounds {
+                kind: "helper read",
+                addr,
+                len,
+                pc: 0,
+            });
+        }
+        // SAFETY: the range lies in a region of this run, alive for the run (and so for &self).
+        Ok(unsafe { raw::slice(addr, len) })
+    }
+
+    fn write(&mut self, addr: u64, len: usize) -> Result<&mut [u8], Fault> {
+        if !self.access_ok(self.cur_prog(), addr, len as u64, true) {
+            return Err(Fault::OutOfBounds {
+                kind: "helper write",
+                addr,
+                len,
+                pc: 0,
+            });
+        }
+        // SAFETY: the range lies in a writable region of this run, alive for the run.
+        Ok(unsafe { raw::slice_mut(addr, len) })
+    }
+
+    fn add_region(&mut self, region: Region) {
+        if !self.scratch.regions.contains(&region) {
+            self.scratch.regions.push(region);
+        }
+    }
+
+    fn map(&self, handle: u64) -> Option<&Arc<dyn Map>> {
+        let p = self.cur_prog();
+        if let Some(i) = p.map_handles.iter().position(|&h| h == handle) {
+            return p.maps().get(i);
+        }
+        if self.cur.is_some() {
+            // Maps of the program that tail-called (handles may still be in registers).
+            if let Some(i) = self.first.map_handles.iter().position(|&h| h == handle) {
+                return self.first.maps().get(i);
+            }
+        }
+        self.scratch.maps.iter().find(|m| map_handle(m) == handle)
+    }
+
+    fn add_map(&mut self, map: Arc<dyn Map>) -> u64 {
+        let h = map_handle(&map);
+        if !self.scratch.maps.iter().any(|m| map_handle(m) == h) {
+            self.scratch.maps.push(map);
+        }
+        h
+    }
+
+    fn call(&mut self, func: u64, args: [u64; 5]) -> Result<u64, Fault> {
+        let first: &Program = self.first;
+        let cur = self.cur.clone();
+        let p: &Program = match &cur {
+            Some(c) => c,
+            None => first,
+        };
+        let pc = func.wrapping_sub(FUNC_TAG);
+        if func & FUNC_TAG != FUNC_TAG || p.subprog_starts.binary_search(&(pc as usize)).is_err() {
+            return Err(Fault::Helper {
+                id: 0,
+                why: "callback is not a BPF function",
+            });
+        }
+        let saved = self.depth;
+        self.depth += 1;
+        let r = exec(p, self, pc as usize, args, false);
+        self.depth = saved;
+        match r? {
+            End::Exit(v) => Ok(v),
+            End::Tail(_) => Ok(0),
+        }
+    }
+
+    fn xdp(&mut self) -> &mut XdpCtx {
+        self.xdp
+    }
+
+    fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    fn redirect(&mut self) -> &mut RedirectInfo {
+        &mut self.redirect
+    }
+
+    fn tail_call(&mut self, prog: Arc<Program>) {
+        self.pending_tail = Some(prog);
+    }
+
+    fn guard(&self) -> &crossbeam_epoch::Guard {
+        self.guard.get_or_init(crossbeam_epoch::pin)
+    }
+
+    fn host(&self) -> &dyn HostEnv {
+        self.host
+    }
+}

@@ -1,0 +1,1560 @@
+//! Load-time checks and the rewrite into the interpreter's form.
+//!
+//! Order as the kernel's `bpf_check`: resolve `ld_imm64` pseudo forms (maps,
+//! functions), find subprograms and check jumps (`check_subprogs`), walk the CFG
+//! (`check_cfg`: ld_imm64 halves, unreachable code, loops without exit), check each
+//! instruction's encoding, then an abstract interpretation over the CFG that tracks
+//! what kind of value each register and stack slot holds (context pointer, stack
+//! pointer, other pointer, scalar, uninitialised). That drives the kernel's type
+//! errors that matter (context access rules, modified or mixed pointers, reads of
+//! uninitialised registers, stack bounds) and the context rewrite
+//! (`xdp_convert_ctx_access`): a load of `struct xdp_md` becomes a load of our
+//! [`XdpCtx`](crate::run::XdpCtx).
+//!
+//! What the abstract interpretation does not prove (packet and map-value bounds) is
+//! checked at run time by the interpreter.
+
+use std::sync::Arc;
+
+use libc::{E2BIG, EACCES, EBADF, EINVAL};
+
+use crate::helpers::HelperSpec;
+use crate::insn::*;
+use crate::interp::{op, Op, FUNC_TAG};
+use crate::maps::{map_handle, map_type, Map};
+use crate::mem::Region;
+use crate::program::{LoadError, MapResolver};
+use crate::run::{ctx_off, HelperFn};
+
+/// How the program is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// bpf_conformance style: r1 = memory, r2 = its length; structural checks only.
+    Raw,
+    /// XDP: the kernel's checks and the context rewrite. `devmap`: egress_ifindex readable.
+    Xdp { devmap: bool },
+    /// SOCKET_FILTER: loads (libbpf probes), context accesses refused.
+    SocketFilter,
+}
+
+/// Helper lookup used at load (the crate's table, or a test table).
+pub type HelperLookup = fn(u32) -> Option<&'static HelperSpec>;
+
+/// What the checks produce.
+pub(crate) struct Checked {
+    pub ops: Vec<Op>,
+    pub helper_fns: Vec<HelperFn>,
+    pub helper_ids: Vec<u32>,
+    pub maps: Vec<Arc<dyn Map>>,
+    pub static_regions: Vec<Region>,
+    pub subprog_starts: Vec<usize>,
+    pub log: String,
+}
+
+fn fail(errno: i32, log: &mut String, msg: String) -> LoadError {
+    log.push_str(&msg);
+    log.push('\n');
+    LoadError {
+        errno,
+        log: std::mem::take(log),
+    }
+}
+
+// Register kinds (a set: the union over all paths reaching an instruction).
+const K_UNINIT: u8 = 1;
+const K_SCALAR: u8 = 2;
+const K_CTX: u8 = 4;
+const K_CTXMOD: u8 = 8;
+const K_STACK: u8 = 16;
+const K_PTR: u8 = 32;
+const K_MAP: u8 = 64;
+const K_FUNC: u8 = 128;
+const K_POINTERS: u8 = K_CTX | K_CTXMOD | K_STACK | K_PTR | K_MAP | K_FUNC;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reg {
+    k: u8,
+    /// Offset from the frame pointer, when the value is a stack pointer with a known offset.
+    off: Option<i32>,
+}
+
+impl Reg {
+    const fn kind(k: u8) -> Self {
+        Reg { k, off: None }
+    }
+    fn join(self, o: Reg) -> Reg {
+        Reg {
+            k: self.k | o.k,
+            off: if self.off == o.off { self.off } else { None },
+        }
+    }
+    /// How a caller's value looks in a callee's frame (and back).
+    fn cross_frame(self) -> Reg {
+        if self.k & K_STACK != 0 {
+            Reg::kind((self.k & !K_STACK) | K_PTR)
+        } else {
+            Reg::kind(self.k)
+        }
+    }
+}
+
+const SLOTS: usize = MAX_BPF_STACK / 8;
+
+#[derive(Clone, PartialEq, Eq)]
+struct State {
+    regs: [Reg; 11],
+    slots: [Reg; SLOTS],
+}
+
+impl State {
+    fn join_from(&mut self, o: &State) -> bool {
+        let mut changed = false;
+        for (a, b) in self
+            .regs
+            .iter_mut()
+            .zip(o.regs.iter())
+            .chain(self.slots.iter_mut().zip(o.slots.iter()))
+        {
+            let j = a.join(*b);
+            if j != *a {
+                *a = j;
+                changed = true;
+            }
+        }
+        changed
+    }
+    fn kill_slots(&mut self, lo: i64, len: i64) {
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let so = -(MAX_BPF_STACK as i64) + 8 * i as i64;
+            if so < lo + len && lo < so + 8 {
+                *s = Reg::kind(K_SCALAR);
+            }
+        }
+    }
+    fn kill_all_slots(&mut self) {
+        self.slots = [Reg::kind(K_SCALAR); SLOTS];
+    }
+}
+
+/// What the analysis saw at one instruction (joined over all visits).
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    visited: bool,
+    k: [u8; 11],
+    /// Stack offset of the memory base register: 0 none seen, 1 one value, 2 several/unknown.
+    off_state: u8,
+    off: i32,
+}
+
+fn jump_target(i: usize, insn: Insn) -> i64 {
+    if insn.class() == BPF_JMP32 && insn.code & 0xf0 == BPF_JA {
+        i as i64 + insn.imm as i64 + 1
+    } else {
+        i as i64 + insn.off as i64 + 1
+    }
+}
+
+fn is_jump(insn: Insn) -> bool {
+    let c = insn.class();
+    (c == BPF_JMP || c == BPF_JMP32) && !matches!(insn.code & 0xf0, BPF_CALL | BPF_EXIT)
+}
+
+fn is_pseudo_call(insn: Insn) -> bool {
+    insn.code == BPF_JMP | BPF_CALL && insn.src == BPF_PSEUDO_CALL
+}
+
+fn is_pseudo_func(insn: Insn) -> bool {
+    insn.is_ld_imm64() && insn.src == BPF_PSEUDO_FUNC
+}
+
+pub(crate) struct Input<'a> {
+    pub insns: &'a [Insn],
+    pub mode: Mode,
+    pub maps: &'a dyn MapResolver,
+    pub helpers: HelperLookup,
+    pub gpl: bool,
+}
+
+pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
+    let insns = inp.insns;
+    let n = insns.len();
+    let kernel = inp.mode != Mode::Raw;
+    let mut log = String::new();
+
+    if n == 0 || n > BPF_COMPLEXITY_LIMIT_INSNS {
+        return Err(fail(
+            E2BIG,
+            &mut log,
+            format!("program has {n} insns (limit {BPF_COMPLEXITY_LIMIT_INSNS})"),
+        ));
+    }
+
+    // 1. ld_imm64 pseudo forms (resolve_pseudo_ldimm64).
+    let mut maps: Vec<Arc<dyn Map>> = Vec::new();
+    let mut static_regions: Vec<Region> = Vec::new();
+    let mut imm64: Vec<u64> = vec![0; n];
+    let mut second_half = vec![false; n];
+    let mut i = 0;
+    while i < n {
+        let insn = insns[i];
+        if !insn.is_ld_imm64() {
+            i += 1;
+            continue;
+        }
+        if i + 1 >= n {
+            return Err(fail(
+                EINVAL,
+                &mut log,
+                format!("{i}: invalid bpf_ld_imm64 insn"),
+            ));
+        }
+        let nx = insns[i + 1];
+        if nx.code != 0 || nx.dst != 0 || nx.src != 0 || nx.off != 0 {
+            return Err(fail(
+                EINVAL,
+                &mut log,
+                format!("{i}: invalid bpf_ld_imm64 insn"),
+            ));
+        }
+        if insn.off != 0 {
+            return Err(fail(
+                EINVAL,
+                &mut log,
+                format!("{i}: BPF_LD_IMM64 uses reserved fields"),
+            ));
+        }
+        second_half[i + 1] = true;
+        let lo = insn.imm as u32 as u64;
+        let hi = nx.imm as u32 as u64;
+        imm64[i] = match insn.src {
+            0 => (hi << 32) | lo,
+            BPF_PSEUDO_FUNC => 0, // filled once subprograms are known
+            BPF_PSEUDO_MAP_FD
+            | BPF_PSEUDO_MAP_IDX
+            | BPF_PSEUDO_MAP_VALUE
+            | BPF_PSEUDO_MAP_IDX_VALUE
+                if inp.mode != Mode::Raw =>
+            {
+                let is_value = matches!(insn.src, BPF_PSEUDO_MAP_VALUE | BPF_PSEUDO_MAP_IDX_VALUE);
+                if !is_value && nx.imm != 0 {
+                    return Err(fail(
+                        EINVAL,
+                        &mut log,
+                        format!("{i}: unrecognized bpf_ld_imm64 insn"),
+                    ));
+                }
+                let map = if matches!(insn.src, BPF_PSEUDO_MAP_FD | BPF_PSEUDO_MAP_VALUE) {
+                    inp.maps.map_by_fd(insn.imm)
+                } else if !inp.maps.has_fd_array() {
+                    return Err(fail(
+                        libc::EPROTO,
+                        &mut log,
+                        "fd_idx without fd_array is invalid".into(),
+                    ));
+                } else {
+                    inp.maps.fd_array(insn.imm as u32)
+                };
+                let Some(map) = map else {
+                    return Err(fail(
+                        EBADF,
+                        &mut log,
+                        format!("fd {} is not pointing to valid bpf_map", insn.imm),
+                    ));
+                };
+                let v = if is_value {
+                    let off = nx.imm as u32;
+                    if off >= 1 << 29 {
+                        return Err(fail(
+                            EINVAL,
+                            &mut log,
+                            format!("direct value offset of {off} is not allowed"),
+                        ));
+                    }
+                    let attr = map.attr();
+                    if attr.map_type != map_type::ARRAY {
+                        return Err(fail(
+                            EINVAL,
+                            &mut log,
+                            "no direct value access support for this map type".into(),
+                        ));
+                    }
+                    if attr.max_entries != 1 {
+                        return Err(fail(
+                            524,
+                            &mut log,
+                            format!(
+                                "invalid access to map value pointer, value_size={} off={off}",
+                                attr.value_size
+                            ),
+                        ));
+                    }
+                    let region = match map.direct_value() {
+                        Some(r) if (off as u64) < r.len && off < attr.value_size => r,
+                        _ => {
+                            return Err(fail(
+                                EINVAL,
+                                &mut log,
+                                format!(
+                                    "invalid access to map value pointer, value_size={} off={off}",
+                                    attr.value_size
+                                ),
+                            ))
+                        }
+                    };
+                    if !static_regions.contains(&region) {
+                        static_regions.push(region);
+                    }
+                    region.start + off as u64
+                } else {
+                    map_handle(&map)
+                };
+                if !maps.iter().any(|m| Arc::ptr_eq(m, &map)) {
+                    maps.push(map);
+                }
+                v
+            }
+            BPF_PSEUDO_BTF_ID => {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("{i}: ldimm64 insn specifies invalid btf_id {}", insn.imm),
+                ));
+            }
+            _ => {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("{i}: unrecognized bpf_ld_imm64 insn"),
+                ))
+            }
+        };
+        i += 2;
+    }
+
+    // 2. Subprograms and jump ranges (check_subprogs).
+    let mut starts = vec![0usize];
+    for (i, &insn) in insns.iter().enumerate() {
+        if second_half[i] {
+            continue;
+        }
+        if insn.code == BPF_JMP | BPF_CALL
+            && insn.src == BPF_PSEUDO_KFUNC_CALL
+            && insn.code & BPF_X == 0
+        {
+            return Err(fail(
+                EINVAL,
+                &mut log,
+                format!(
+                    "{i}: kernel function calls are not supported (btf_id {})",
+                    insn.imm
+                ),
+            ));
+        }
+        if is_pseudo_call(insn) || is_pseudo_func(insn) {
+            let t = i as i64 + insn.imm as i64 + 1;
+            if t < 0 || t >= n as i64 || second_half[t as usize] {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("{i}: call to invalid destination"),
+                ));
+            }
+            starts.push(t as usize);
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let subprog_of = |pc: usize| starts.partition_point(|&s| s <= pc) - 1;
+    for (si, &s) in starts.iter().enumerate() {
+        let e = starts.get(si + 1).copied().unwrap_or(n);
+        for i in s..e {
+            let insn = insns[i];
+            if second_half[i] || !is_jump(insn) {
+                continue;
+            }
+            let t = jump_target(i, insn);
+            if t < s as i64 || t >= e as i64 {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("jump out of range from insn {i} to {t}"),
+                ));
+            }
+        }
+        let last = insns[e - 1];
+        let ok = !second_half[e - 1]
+            && matches!(last.code, c if c == BPF_JMP | BPF_EXIT || c == BPF_JMP | BPF_JA || c == BPF_JMP32 | BPF_JA);
+        if !ok {
+            return Err(fail(
+                EINVAL,
+                &mut log,
+                format!("last insn is not an exit or jmp (insn {})", e - 1),
+            ));
+        }
+    }
+    for (i, v) in imm64.iter_mut().enumerate() {
+        if is_pseudo_func(insns[i]) {
+            *v = FUNC_TAG | (i as i64 + insns[i].imm as i64 + 1) as u64;
+        }
+    }
+
+    // 3. CFG (check_cfg): successors, ld_imm64 halves, reachability, exits.
+    let succs = |i: usize| -> ([usize; 2], usize) {
+        let insn = insns[i];
+        if insn.is_ld_imm64() {
+            return ([i + 2, 0], 1);
+        }
+        let c = insn.class();
+        if c == BPF_JMP || c == BPF_JMP32 {
+            match insn.code & 0xf0 {
+                BPF_EXIT => return ([0, 0], 0),
+                BPF_CALL => return ([i + 1, 0], 1),
+                BPF_JA => return ([jump_target(i, insn) as usize, 0], 1),
+                _ => return ([i + 1, jump_target(i, insn) as usize], 2),
+            }
+        }
+        ([i + 1, 0], 1)
+    };
+    let mut reach = vec![false; n];
+    let mut stack: Vec<usize> = starts.iter().take(1).copied().collect();
+    reach[0] = true;
+    while let Some(i) = stack.pop() {
+        let (s, cnt) = succs(i);
+        let mut extra = None;
+        if is_pseudo_call(insns[i]) || is_pseudo_func(insns[i]) {
+            extra = Some((i as i64 + insns[i].imm as i64 + 1) as usize);
+        }
+        for &t in s[..cnt].iter().chain(extra.iter()) {
+            if t >= n {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("jump out of range from insn {i} to {t}"),
+                ));
+            }
+            if second_half[t] {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("jump into the middle of ldimm64 insn {}", t - 1),
+                ));
+            }
+            if !reach[t] {
+                reach[t] = true;
+                stack.push(t);
+            }
+        }
+    }
+    for i in 0..n {
+        if !reach[i] && !second_half[i] {
+            return Err(fail(EINVAL, &mut log, format!("unreachable insn {i}")));
+        }
+    }
+    // Every instruction must be able to reach an exit of its subprogram, else it is
+    // an infinite loop (the kernel finds these by state equivalence or runs out of
+    // its complexity budget).
+    {
+        let mut preds: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut can_exit = vec![false; n];
+        let mut work = Vec::new();
+        for i in 0..n {
+            if second_half[i] {
+                continue;
+            }
+            if insns[i].code == BPF_JMP | BPF_EXIT {
+                can_exit[i] = true;
+                work.push(i);
+            }
+            let (s, cnt) = succs(i);
+            for &t in &s[..cnt] {
+                preds[t].push(i as u32);
+            }
+        }
+        while let Some(t) = work.pop() {
+            for &p in &preds[t] {
+                let p = p as usize;
+                if !can_exit[p] {
+                    can_exit[p] = true;
+                    work.push(p);
+                }
+            }
+        }
+        let stuck: Vec<usize> = (0..n)
+            .filter(|&i| !second_half[i] && !can_exit[i])
+            .collect();
+        if let Some(&i) = stuck.first() {
+            // The kernel finds a loop whose state never changes by state equivalence
+            // (EINVAL); one that changes state runs into its complexity limit (E2BIG).
+            // The loop bodies: stuck instructions inside a stuck backward jump's range.
+            let mut cover = vec![0i32; n + 1];
+            for &b in &stuck {
+                if is_jump(insns[b]) {
+                    let t = jump_target(b, insns[b]);
+                    if t <= b as i64 {
+                        cover[t as usize] += 1;
+                        cover[b + 1] -= 1;
+                    }
+                }
+            }
+            let mut acc = 0;
+            let in_loop_v: Vec<bool> = cover
+                .iter()
+                .map(|c| {
+                    acc += c;
+                    acc > 0
+                })
+                .collect();
+            let in_loop = |j: usize| in_loop_v[j];
+            let changes_state = stuck.iter().any(|&j| {
+                let c = insns[j].class();
+                in_loop(j)
+                    && (!(c == BPF_JMP || c == BPF_JMP32) || insns[j].code & 0xf0 == BPF_CALL)
+            });
+            if changes_state {
+                return Err(fail(
+                    E2BIG,
+                    &mut log,
+                    format!("BPF program is too large. Processed {} insn (loop at insn {i} never exits)", BPF_COMPLEXITY_LIMIT_INSNS + 1),
+                ));
+            }
+            return Err(fail(
+                EINVAL,
+                &mut log,
+                format!("infinite loop detected at insn {i}"),
+            ));
+        }
+    }
+
+    // 4. Encodings, registers, helpers.
+    let mut helper_fns: Vec<HelperFn> = Vec::new();
+    let mut helper_ids: Vec<u32> = Vec::new();
+    let mut helper_idx = vec![0u32; 0];
+    helper_idx.resize(n, u32::MAX);
+    let mut arg_kinds: Vec<Option<&'static HelperSpec>> = vec![None; 0];
+    arg_kinds.resize(n, None);
+    for i in 0..n {
+        if second_half[i] {
+            continue;
+        }
+        check_encoding(i, insns[i], inp.mode, &mut log).map_err(|e| with_insn(e, insns))?;
+        let insn = insns[i];
+        if insn.code == BPF_JMP | BPF_CALL && insn.src == 0 {
+            let id = insn.imm as u32;
+            let Some(spec) = (if insn.imm < 0 {
+                None
+            } else {
+                (inp.helpers)(id)
+            }) else {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("{i}: invalid func unknown#{}", insn.imm),
+                ));
+            };
+            if spec.gpl_only && !inp.gpl && kernel {
+                return Err(fail(
+                    EINVAL,
+                    &mut log,
+                    format!("{i}: cannot call GPL-restricted function {}#{id} from non-GPL compatible program", spec.name),
+                ));
+            }
+            let idx = match helper_ids.iter().position(|&h| h == id) {
+                Some(p) => p,
+                None => {
+                    helper_ids.push(id);
+                    helper_fns.push(spec.func);
+                    helper_ids.len() - 1
+                }
+            };
+            helper_idx[i] = idx as u32;
+            arg_kinds[i] = Some(spec);
+        }
+    }
+
+    // 5. Types (kernel modes).
+    let mut ctx_field: Vec<Option<(i32, u8)>> = vec![None; n];
+    if kernel {
+        let seen = analyse(insns, &starts, &subprog_of, &second_half, inp.mode, n);
+        check_types(insns, &seen, inp.mode, &arg_kinds, &mut ctx_field, &mut log)
+            .map_err(|e| with_insn(e, insns))?;
+    }
+
+    // 6. Rewrite into the interpreter's form.
+    let mut ops = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        if second_half[i] {
+            ops.push(Op {
+                code: op::TRAP,
+                ..Op::default()
+            });
+            continue;
+        }
+        let insn = insns[i];
+        let mut o = Op {
+            code: insn.code,
+            dst: insn.dst,
+            src: insn.src,
+            aux: 0,
+            off: insn.off as i32,
+            imm: insn.imm as i64,
+        };
+        let class = insn.class();
+        match class {
+            BPF_ALU64 if insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off != 0 => {
+                o.code = op::MOVSX64
+            }
+            BPF_ALU if insn.code == BPF_ALU | BPF_MOV | BPF_X && insn.off != 0 => {
+                o.code = op::MOVSX32
+            }
+            BPF_LD if insn.is_ld_imm64() => o.imm = imm64[i] as i64,
+            BPF_LDX | BPF_ST | BPF_STX => {
+                let size = size_bytes(insn.code) as i32;
+                let mode = insn.code & 0xe0;
+                if let Some((field, fsize)) = ctx_field[i] {
+                    o.code = op::CTX_LD;
+                    o.off = field;
+                    o.aux = fsize;
+                } else if mode == BPF_MEM {
+                    let base = if class == BPF_LDX { insn.src } else { insn.dst };
+                    let off = insn.off as i32;
+                    if base == BPF_REG_FP && off >= -(MAX_BPF_STACK as i32) && off + size <= 0 {
+                        o.code = match class {
+                            BPF_LDX => op::STACK_LDX,
+                            BPF_ST => op::STACK_ST,
+                            _ => op::STACK_STX,
+                        } | (insn.code & 0x18);
+                    }
+                }
+            }
+            BPF_JMP | BPF_JMP32 => match insn.code & 0xf0 {
+                BPF_CALL if insn.code & BPF_X != 0 => {}
+                BPF_CALL if insn.src == BPF_PSEUDO_CALL => {
+                    o.code = op::CALL_LOCAL;
+                    o.off = (i as i64 + insn.imm as i64 + 1) as i32;
+                }
+                BPF_CALL => o.imm = helper_idx[i] as i64,
+                BPF_EXIT => {}
+                BPF_JA => {
+                    o.code = BPF_JMP | BPF_JA;
+                    o.off = jump_target(i, insn) as i32;
+                }
+                _ => o.off = jump_target(i, insn) as i32,
+            },
+            _ => {}
+        }
+        ops.push(o);
+    }
+    ops.push(Op {
+        code: op::TRAP,
+        ..Op::default()
+    });
+
+    if kernel {
+        log.push_str(&format!(
+            "processed {n} insns (limit {BPF_COMPLEXITY_LIMIT_INSNS}) max_states_per_insn 1 total_states {} peak_states {} mark_read 0\n",
+            starts.len(),
+            starts.len()
+        ));
+    }
+    Ok(Checked {
+        ops,
+        helper_fns,
+        helper_ids,
+        maps,
+        static_regions,
+        subprog_starts: starts,
+        log,
+    })
+}
+
+/// Log an error about instruction N ("N: message") in the kernel's style: the
+/// instruction as the verifier prints it, then the message.
+fn with_insn(mut e: LoadError, insns: &[Insn]) -> LoadError {
+    let Some((idx, msg)) = e.log.split_once(": ") else {
+        return e;
+    };
+    let Ok(i) = idx.parse::<usize>() else {
+        return e;
+    };
+    if let Some(&insn) = insns.get(i) {
+        e.log = format!(
+            "{i}: ({:02x}) {}\n{msg}",
+            insn.code,
+            disasm(insn, insns.get(i + 1).copied())
+        );
+    }
+    e
+}
+
+/// Encoding checks of one instruction (the kernel's "uses reserved fields",
+/// "unknown opcode", "R%d is invalid", "frame pointer is read only").
+fn check_encoding(i: usize, insn: Insn, mode: Mode, log: &mut String) -> Result<(), LoadError> {
+    let kernel = mode != Mode::Raw;
+    let class = insn.class();
+    let op = insn.code & 0xf0;
+    let x = insn.code & BPF_X != 0;
+    let bad = |log: &mut String, what: &str| fail(EINVAL, log, format!("{i}: {what}"));
+    let unknown = |log: &mut String| {
+        fail(
+            EINVAL,
+            log,
+            format!("{i}: unknown opcode {:02x}", insn.code),
+        )
+    };
+    let reg_ok = |log: &mut String, r: u8| {
+        if r > 10 {
+            Err(fail(EINVAL, log, format!("{i}: R{r} is invalid")))
+        } else {
+            Ok(())
+        }
+    };
+    let dst_write = |log: &mut String, r: u8| {
+        if r > 10 {
+            Err(fail(EINVAL, log, format!("{i}: R{r} is invalid")))
+        } else if r == BPF_REG_FP {
+            Err(fail(
+                EACCES,
+                log,
+                format!("{i}: frame pointer is read only"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match class {
+        BPF_ALU | BPF_ALU64 => {
+            let name = if class == BPF_ALU {
+                "BPF_ALU"
+            } else {
+                "BPF_ALU64"
+            };
+            match op {
+                BPF_END => {
+                    if insn.src != 0
+                        || insn.off != 0
+                        || !matches!(insn.imm, 16 | 32 | 64)
+                        || (class == BPF_ALU64 && x)
+                    {
+                        return Err(bad(log, "BPF_END uses reserved fields"));
+                    }
+                }
+                BPF_NEG => {
+                    if x || insn.src != 0 || insn.off != 0 || insn.imm != 0 {
+                        return Err(bad(log, "BPF_NEG uses reserved fields"));
+                    }
+                }
+                BPF_MOV => {
+                    if x {
+                        let offs: &[i16] = if class == BPF_ALU {
+                            &[0, 8, 16]
+                        } else {
+                            &[0, 8, 16, 32]
+                        };
+                        if !offs.contains(&insn.off) || insn.imm != 0 {
+                            return Err(bad(log, "BPF_MOV uses reserved fields"));
+                        }
+                        reg_ok(log, insn.src)?;
+                    } else if insn.src != 0 || insn.off != 0 {
+                        return Err(bad(log, "BPF_MOV uses reserved fields"));
+                    }
+                }
+                BPF_ADD | BPF_SUB | BPF_MUL | BPF_DIV | BPF_OR | BPF_AND | BPF_LSH | BPF_RSH
+                | BPF_MOD | BPF_XOR | BPF_ARSH => {
+                    let off_ok =
+                        insn.off == 0 || (insn.off == 1 && matches!(op, BPF_DIV | BPF_MOD));
+                    if (x && insn.imm != 0) || (!x && insn.src != 0) || !off_ok {
+                        return Err(bad(log, &format!("{name} uses reserved fields")));
+                    }
+                    if x {
+                        reg_ok(log, insn.src)?;
+                    } else if kernel {
+                        if matches!(op, BPF_DIV | BPF_MOD) && insn.imm == 0 {
+                            return Err(bad(log, "div by zero"));
+                        }
+                        let bits = if class == BPF_ALU64 { 64 } else { 32 };
+                        if matches!(op, BPF_LSH | BPF_RSH | BPF_ARSH)
+                            && (insn.imm < 0 || insn.imm >= bits)
+                        {
+                            return Err(bad(log, &format!("invalid shift {}", insn.imm)));
+                        }
+                    }
+                }
+                _ => return Err(bad(log, &format!("invalid BPF_ALU opcode {op:x}"))),
+            }
+            dst_write(log, insn.dst)
+        }
+        BPF_LDX => {
+            let mode_ = insn.code & 0xe0;
+            if !(mode_ == BPF_MEM || (mode_ == BPF_MEMSX && insn.code & 0x18 != BPF_DW)) {
+                return Err(unknown(log));
+            }
+            if insn.imm != 0 {
+                return Err(bad(log, "BPF_LDX uses reserved fields"));
+            }
+            reg_ok(log, insn.src)?;
+            dst_write(log, insn.dst)
+        }
+        BPF_ST => {
+            if insn.code & 0xe0 != BPF_MEM {
+                return Err(unknown(log));
+            }
+            if insn.src != 0 {
+                return Err(bad(log, "BPF_ST uses reserved fields"));
+            }
+            reg_ok(log, insn.dst)
+        }
+        BPF_STX => {
+            match insn.code & 0xe0 {
+                BPF_MEM => {
+                    if insn.imm != 0 {
+                        return Err(bad(log, "BPF_STX uses reserved fields"));
+                    }
+                }
+                BPF_ATOMIC => {
+                    if !matches!(insn.code & 0x18, BPF_W | BPF_DW) {
+                        return Err(bad(log, "invalid atomic operand size"));
+                    }
+                    let ok = matches!(insn.imm & !BPF_FETCH, 0x00 | 0x40 | 0x50 | 0xa0)
+                        || insn.imm == BPF_XCHG
+                        || insn.imm == BPF_CMPXCHG;
+                    if !ok {
+                        return Err(bad(
+                            log,
+                            &format!("BPF_ATOMIC uses invalid atomic opcode {:02x}", insn.imm),
+                        ));
+                    }
+                }
+                _ => return Err(unknown(log)),
+            }
+            reg_ok(log, insn.src)?;
+            reg_ok(log, insn.dst)
+        }
+        BPF_LD => {
+            if insn.is_ld_imm64() {
+                return dst_write(log, insn.dst);
+            }
+            let m = insn.code & 0xe0;
+            if !(m == BPF_ABS || m == BPF_IND) || insn.code & 0x18 == BPF_DW {
+                return Err(unknown(log));
+            }
+            if mode != Mode::SocketFilter {
+                return Err(bad(
+                    log,
+                    "BPF_LD_[ABS|IND] instructions not allowed for this program type",
+                ));
+            }
+            if insn.dst != 0 || insn.off != 0 || (m == BPF_ABS && insn.src != 0) {
+                return Err(bad(log, "BPF_LD_[ABS|IND] uses reserved fields"));
+            }
+            reg_ok(log, insn.src)
+        }
+        _ => {
+            // BPF_JMP / BPF_JMP32
+            match op {
+                BPF_CALL => {
+                    if class == BPF_JMP32 {
+                        return Err(unknown(log));
+                    }
+                    if x {
+                        // callx: not in the kernel; the conformance dialect's helper-by-register.
+                        if kernel || insn.src != 0 || insn.off != 0 || insn.imm != 0 {
+                            return Err(bad(log, "BPF_CALL uses reserved fields"));
+                        }
+                        return reg_ok(log, insn.dst);
+                    }
+                    if insn.off != 0
+                        || insn.dst != 0
+                        || (insn.src != 0 && insn.src != BPF_PSEUDO_CALL)
+                    {
+                        return Err(bad(log, "BPF_CALL uses reserved fields"));
+                    }
+                    Ok(())
+                }
+                BPF_EXIT => {
+                    if x || insn.imm != 0
+                        || insn.src != 0
+                        || insn.dst != 0
+                        || insn.off != 0
+                        || class == BPF_JMP32
+                    {
+                        return Err(bad(log, "BPF_EXIT uses reserved fields"));
+                    }
+                    Ok(())
+                }
+                BPF_JA => {
+                    if x || insn.src != 0
+                        || insn.dst != 0
+                        || (class == BPF_JMP && insn.imm != 0)
+                        || (class == BPF_JMP32 && insn.off != 0)
+                    {
+                        return Err(bad(log, "BPF_JA uses reserved fields"));
+                    }
+                    Ok(())
+                }
+                BPF_JCOND => {
+                    if class == BPF_JMP32 || x || insn.src != 0 || insn.dst != 0 || insn.imm != 0 {
+                        return Err(bad(log, "invalid may_goto"));
+                    }
+                    Ok(())
+                }
+                0xf0 => Err(unknown(log)),
+                _ => {
+                    if x {
+                        if insn.imm != 0 {
+                            return Err(bad(log, "BPF_JMP/JMP32 uses reserved fields"));
+                        }
+                        reg_ok(log, insn.src)?;
+                    } else if insn.src != 0 {
+                        return Err(bad(log, "BPF_JMP/JMP32 uses reserved fields"));
+                    }
+                    reg_ok(log, insn.dst)
+                }
+            }
+        }
+    }
+}
+
+/// The abstract interpretation: for each instruction, the union of register kinds
+/// reaching it.
+fn analyse(
+    insns: &[Insn],
+    starts: &[usize],
+    subprog_of: &dyn Fn(usize) -> usize,
+    second_half: &[bool],
+    mode: Mode,
+    n: usize,
+) -> Vec<Seen> {
+    let mut seen = vec![Seen::default(); n];
+    // Leaders: where states are stored.
+    let mut leader = vec![false; n + 1];
+    for &s in starts {
+        leader[s] = true;
+    }
+    for i in 0..n {
+        if second_half[i] {
+            continue;
+        }
+        let insn = insns[i];
+        if is_jump(insn) {
+            leader[jump_target(i, insn) as usize] = true;
+            leader[i + 1] = true;
+        }
+        if is_pseudo_call(insn) || insn.code == BPF_JMP | BPF_EXIT {
+            leader[i + 1] = true;
+        }
+    }
+    let mut states: Vec<Option<Box<State>>> = vec![None; n];
+    let mut sub_ret: Vec<Option<Reg>> = vec![None; starts.len()];
+    let mut callers: Vec<Vec<usize>> = vec![Vec::new(); starts.len()];
+    let mut work: Vec<usize> = Vec::new();
+    let mut queued = vec![false; n];
+
+    let mut entry = State {
+        regs: [Reg::kind(K_UNINIT); 11],
+        slots: [Reg::kind(K_SCALAR); SLOTS],
+    };
+    entry.regs[1] = Reg::kind(match mode {
+        Mode::Raw => K_PTR,
+        _ => K_CTX,
+    });
+    entry.regs[10] = Reg {
+        k: K_STACK,
+        off: Some(0),
+    };
+    states[0] = Some(Box::new(entry));
+    work.push(0);
+    queued[0] = true;
+    // Callbacks (`ld_imm64 FUNC` targets: bpf_loop, for_each_map_elem) start with
+    // unknown arguments in a fresh frame.
+    for (i, &insn) in insns.iter().enumerate() {
+        if !second_half[i] && is_pseudo_func(insn) {
+            let t = (i as i64 + insn.imm as i64 + 1) as usize;
+            if states[t].is_none() {
+                let mut e = State {
+                    regs: [Reg::kind(K_UNINIT); 11],
+                    slots: [Reg::kind(K_SCALAR); SLOTS],
+                };
+                for r in 1..=5 {
+                    e.regs[r] = Reg::kind(K_SCALAR | K_PTR);
+                }
+                e.regs[10] = Reg {
+                    k: K_STACK,
+                    off: Some(0),
+                };
+                states[t] = Some(Box::new(e));
+                work.push(t);
+                queued[t] = true;
+            }
+        }
+    }
+
+    let push = |states: &mut Vec<Option<Box<State>>>,
+                work: &mut Vec<usize>,
+                queued: &mut Vec<bool>,
+                t: usize,
+                st: &State| {
+        let changed = match &mut states[t] {
+            Some(s) => s.join_from(st),
+            None => {
+                states[t] = Some(Box::new(st.clone()));
+                true
+            }
+        };
+        if changed && !queued[t] {
+            queued[t] = true;
+            work.push(t);
+        }
+    };
+
+    while let Some(l) = work.pop() {
+        queued[l] = false;
+        let mut s: State = (**states[l].as_ref().expect("queued leader has a state")).clone();
+        let mut pc = l;
+        loop {
+            let insn = insns[pc];
+            let sn = &mut seen[pc];
+            sn.visited = true;
+            for r in 0..11 {
+                sn.k[r] |= s.regs[r].k;
+            }
+            let class = insn.class();
+            // Memory base offsets.
+            if matches!(class, BPF_LDX | BPF_ST | BPF_STX) {
+                let base = if class == BPF_LDX { insn.src } else { insn.dst };
+                let b = s.regs[base as usize];
+                if b.k & K_STACK != 0 {
+                    match (b.off, sn.off_state) {
+                        (Some(o), 0) => {
+                            sn.off_state = 1;
+                            sn.off = o;
+                        }
+                        (Some(o), 1) if sn.off == o => {}
+                        _ => sn.off_state = 2,
+                    }
+                }
+            }
+            let mut next = pc + 1;
+            let mut ends = false;
+            match class {
+                BPF_ALU | BPF_ALU64 => alu_transfer(&mut s, insn),
+                BPF_LDX => {
+                    let b = s.regs[insn.src as usize];
+                    let size = size_bytes(insn.code);
+                    let v = if b.k == K_STACK
+                        && b.off.is_some()
+                        && size == 8
+                        && insn.code & 0xe0 == BPF_MEM
+                    {
+                        let o = b.off.unwrap_or(0) as i64 + insn.off as i64;
+                        let idx = o + MAX_BPF_STACK as i64;
+                        if o % 8 == 0 && (0..MAX_BPF_STACK as i64).contains(&idx) {
+                            s.slots[(idx / 8) as usize]
+                        } else {
+                            Reg::kind(K_SCALAR)
+                        }
+                    } else if b.k == K_CTX {
+                        if matches!(insn.off, 0 | 4 | 8) {
+                            Reg::kind(K_PTR)
+                        } else {
+                            Reg::kind(K_SCALAR)
+                        }
+                    } else if size == 8 {
+                        Reg::kind(K_SCALAR | K_PTR)
+                    } else {
+                        Reg::kind(K_SCALAR)
+                    };
+                    s.regs[insn.dst as usize] = v;
+                }
+                BPF_ST | BPF_STX => {
+                    let b = s.regs[insn.dst as usize];
+                    let size = size_bytes(insn.code) as i64;
+                    if b.k & K_STACK != 0 {
+                        match b.off {
+                            Some(bo) => {
+                                let o = bo as i64 + insn.off as i64;
+                                let idx = o + MAX_BPF_STACK as i64;
+                                let spill = class == BPF_STX
+                                    && insn.code & 0xe0 == BPF_MEM
+                                    && size == 8
+                                    && b.k == K_STACK
+                                    && o % 8 == 0
+                                    && (0..MAX_BPF_STACK as i64).contains(&idx);
+                                if spill {
+                                    s.slots[(idx / 8) as usize] = s.regs[insn.src as usize];
+                                } else {
+                                    s.kill_slots(o, size);
+                                }
+                            }
+                            None => s.kill_all_slots(),
+                        }
+                    }
+                    if class == BPF_STX && insn.code & 0xe0 == BPF_ATOMIC {
+                        if insn.imm == BPF_CMPXCHG {
+                            s.regs[0] = Reg::kind(K_SCALAR);
+                        } else if insn.imm & BPF_FETCH != 0 {
+                            s.regs[insn.src as usize] = Reg::kind(K_SCALAR);
+                        }
+                    }
+                }
+                BPF_LD => {
+                    if insn.is_ld_imm64() {
+                        s.regs[insn.dst as usize] = Reg::kind(match insn.src {
+                            0 => K_SCALAR,
+                            BPF_PSEUDO_MAP_FD | BPF_PSEUDO_MAP_IDX => K_MAP,
+                            BPF_PSEUDO_FUNC => K_FUNC,
+                            _ => K_PTR,
+                        });
+                        next = pc + 2;
+                    } else {
+                        s.regs[0] = Reg::kind(K_SCALAR);
+                        for r in 1..=5 {
+                            s.regs[r] = Reg::kind(K_UNINIT);
+                        }
+                    }
+                }
+                _ => match insn.code & 0xf0 {
+                    BPF_EXIT => {
+                        let sp = subprog_of(pc);
+                        if sp != 0 {
+                            let r = s.regs[0].cross_frame();
+                            let nr = match sub_ret[sp] {
+                                Some(o) => o.join(r),
+                                None => r,
+                            };
+                            if sub_ret[sp] != Some(nr) {
+                                sub_ret[sp] = Some(nr);
+                                for &c in &callers[sp] {
+                                    if !queued[c] {
+                                        queued[c] = true;
+                                        work.push(c);
+                                    }
+                                }
+                            }
+                        }
+                        ends = true;
+                    }
+                    BPF_CALL if insn.src == BPF_PSEUDO_CALL && insn.code & BPF_X == 0 => {
+                        let target = (pc as i64 + insn.imm as i64 + 1) as usize;
+                        let sp = subprog_of(target);
+                        if !callers[sp].contains(&l) {
+                            callers[sp].push(l);
+                        }
+                        let mut e = State {
+                            regs: [Reg::kind(K_UNINIT); 11],
+                            slots: [Reg::kind(K_SCALAR); SLOTS],
+                        };
+                        for r in 1..=5 {
+                            e.regs[r] = s.regs[r].cross_frame();
+                        }
+                        e.regs[10] = Reg {
+                            k: K_STACK,
+                            off: Some(0),
+                        };
+                        push(&mut states, &mut work, &mut queued, target, &e);
+                        if let Some(ret) = sub_ret[sp] {
+                            s.regs[0] = ret.cross_frame();
+                            for r in 1..=5 {
+                                s.regs[r] = Reg::kind(K_UNINIT);
+                            }
+                        } else {
+                            ends = true; // the return site is reached once the callee returns
+                        }
+                    }
+                    BPF_CALL => {
+                        s.regs[0] = Reg::kind(K_SCALAR | K_PTR);
+                        for r in 1..=5 {
+                            s.regs[r] = Reg::kind(K_UNINIT);
+                        }
+                    }
+                    BPF_JA => {
+                        let t = jump_target(pc, insn) as usize;
+                        push(&mut states, &mut work, &mut queued, t, &s);
+                        ends = true;
+                    }
+                    _ => {
+                        let t = jump_target(pc, insn) as usize;
+                        push(&mut states, &mut work, &mut queued, t, &s);
+                    }
+                },
+            }
+            if ends {
+                break;
+            }
+            if next >= n {
+                break;
+            }
+            if leader[next] {
+                push(&mut states, &mut work, &mut queued, next, &s);
+                break;
+            }
+            pc = next;
+        }
+    }
+    seen
+}
+
+fn alu_transfer(s: &mut State, insn: Insn) {
+    let d = insn.dst as usize;
+    let op = insn.code & 0xf0;
+    let x = insn.code & BPF_X != 0;
+    if insn.class() == BPF_ALU {
+        s.regs[d] = Reg::kind(K_SCALAR);
+        return;
+    }
+    match op {
+        BPF_MOV if x && insn.off == 0 => s.regs[d] = s.regs[insn.src as usize],
+        BPF_ADD | BPF_SUB => {
+            let dv = s.regs[d];
+            let (sk, sconst) = if x {
+                (s.regs[insn.src as usize].k, None)
+            } else {
+                (K_SCALAR, Some(insn.imm as i64))
+            };
+            let src_ptr = sk & K_POINTERS != 0;
+            let mut k = 0u8;
+            let mut off = None;
+            if dv.k & (K_SCALAR | K_UNINIT) != 0 {
+                if op == BPF_ADD && src_ptr {
+                    let sp = sk & K_POINTERS;
+                    k |= (sp & !K_CTX) | if sp & K_CTX != 0 { K_CTXMOD } else { 0 };
+                }
+                if sk & !K_POINTERS != 0 || op == BPF_SUB || !src_ptr {
+                    k |= K_SCALAR;
+                }
+            }
+            for kind in [K_CTX, K_CTXMOD, K_STACK, K_PTR, K_MAP, K_FUNC] {
+                if dv.k & kind == 0 {
+                    continue;
+                }
+                if op == BPF_SUB && src_ptr {
+                    k |= K_SCALAR;
+                }
+                if sk & !K_POINTERS != 0 || !src_ptr {
+                    k |= match kind {
+                        K_CTX if sconst == Some(0) => K_CTX,
+                        K_CTX => K_CTXMOD,
+                        K_MAP | K_FUNC => K_PTR,
+                        other => other,
+                    };
+                    if kind == K_STACK {
+                        if let (Some(o), Some(c)) = (dv.off, sconst) {
+                            let c = if op == BPF_ADD { c } else { -c };
+                            off = i32::try_from(o as i64 + c).ok();
+                        }
+                    }
+                }
+            }
+            if k == 0 {
+                k = K_SCALAR;
+            }
+            s.regs[d] = Reg {
+                k,
+                off: if k & K_STACK != 0 { off } else { None },
+            };
+        }
+        _ => s.regs[d] = Reg::kind(K_SCALAR),
+    }
+}
+
+fn alu_op_name(op: u8) -> &'static str {
+    match op {
+        BPF_ADD => "+=",
+        BPF_SUB => "-=",
+        BPF_MUL => "*=",
+        BPF_DIV => "/=",
+        BPF_OR => "|=",
+        BPF_AND => "&=",
+        BPF_LSH => "<<=",
+        BPF_RSH => ">>=",
+        BPF_MOD => "%=",
+        BPF_XOR => "^=",
+        BPF_ARSH => "s>>=",
+        _ => "?=",
+    }
+}
+
+fn kinds_name(k: u8) -> &'static str {
+    if k & K_CTX != 0 {
+        "ctx"
+    } else if k & K_STACK != 0 {
+        "fp"
+    } else if k & K_MAP != 0 {
+        "map_ptr"
+    } else if k & K_FUNC != 0 {
+        "func"
+    } else if k & (K_PTR | K_CTXMOD) != 0 {
+        "mem"
+    } else {
+        "scalar"
+    }
+}
+
+/// The kernel's type errors, decided on the joined kinds (a set that is exactly one
+/// kind means "on every path"), and the context rewrite decisions.
+fn check_types(
+    insns: &[Insn],
+    seen: &[Seen],
+    mode: Mode,
+    helper_specs: &[Option<&'static HelperSpec>],
+    ctx_field: &mut [Option<(i32, u8)>],
+    log: &mut String,
+) -> Result<(), LoadError> {
+    use crate::helpers::ArgKind;
+    for (i, sn) in seen.iter().enumerate() {
+        if !sn.visited {
+            continue;
+        }
+        let insn = insns[i];
+        let class = insn.class();
+        let op = insn.code & 0xf0;
+        let x = insn.code & BPF_X != 0;
+        let k = |r: u8| sn.k[r as usize];
+        let read = |log: &mut String, r: u8| {
+            if k(r) == K_UNINIT {
+                Err(fail(EACCES, log, format!("{i}: R{r} !read_ok")))
+            } else {
+                Ok(())
+            }
+        };
+        let definite_ptr = |kk: u8| kk != 0 && kk & !K_POINTERS == 0;
+        match class {
+            BPF_ALU | BPF_ALU64 => {
+                if op != BPF_MOV {
+                    read(log, insn.dst)?;
+                }
+                if x && op != BPF_END && op != BPF_NEG {
+                    read(log, insn.src)?;
+                }
+                // The kernel's adjust_reg_min_max_vals / adjust_ptr_min_max_vals, for a
+                // privileged loader. NEG and END on pointers are allowed (result: scalar).
+                if matches!(op, BPF_MOV | BPF_NEG | BPF_END) {
+                    continue;
+                }
+                let dk = k(insn.dst);
+                let sk = if x { k(insn.src) } else { K_SCALAR };
+                let (d_ptr, s_ptr) = (definite_ptr(dk), x && definite_ptr(sk));
+                let eacces =
+                    |log: &mut String, msg: String| Err(fail(EACCES, log, format!("{i}: {msg}")));
+                if d_ptr && s_ptr {
+                    // pointer - pointer is a scalar; any other combination is refused.
+                    if op == BPF_SUB {
+                        continue;
+                    }
+                    return eacces(
+                        log,
+                        format!(
+                            "R{} pointer {} pointer prohibited",
+                            insn.dst,
+                            alu_op_name(op)
+                        ),
+                    );
+                }
+                let (preg, pk) = if d_ptr {
+                    (insn.dst, dk)
+                } else if s_ptr && dk & K_POINTERS == 0 {
+                    (insn.src, sk)
+                } else {
+                    continue;
+                };
+                if class == BPF_ALU {
+                    // 32-bit subtraction involving a pointer yields a meaningless scalar
+                    // (allowed with allow_ptr_leaks); other 32-bit pointer math is refused.
+                    if op == BPF_SUB {
+                        continue;
+                    }
+                    return eacces(
+                        log,
+                        format!("R{} 32-bit pointer arithmetic prohibited", insn.dst),
+                    );
+                }
+                if pk & !(K_MAP | K_FUNC) == 0 {
+                    return eacces(
+                        log,
+                        format!(
+                            "R{preg} pointer arithmetic on {} prohibited",
+                            kinds_name(pk)
+                        ),
+                    );
+                }
+                match op {
+                    BPF_ADD => {}
+                    BPF_SUB if preg == insn.dst => {}
+                    BPF_SUB => {
+                        return eacces(
+                            log,
+                            format!("R{} tried to subtract pointer from scalar", insn.dst),
+                        )
+                    }
+                    BPF_AND | BPF_OR | BPF_XOR => {
+                        return eacces(
+                            log,
+                            format!(
+                                "R{} bitwise operator {} on pointer prohibited",
+                                insn.dst,
+                                alu_op_name(op)
+                            ),
+                        )
+                    }
+                    _ => {
+                        return eacces(
+                            log,
+                            format!(
+                                "R{} pointer arithmetic with {} operator prohibited",
+                                insn.dst,
+                                alu_op_name(op)
+                            ),
+                        )
+                    }
+                }
+            }
+            BPF_LDX | BPF_ST | BPF_STX => {
+                let base = if class == BPF_LDX { insn.src } else { insn.dst };
+                read(log, base)?;
+                if class == BPF_STX {
+                    read(log, insn.src)?;
+                    if insn.code & 0xe0 == BPF_ATOMIC && insn.imm == BPF_CMPXCHG {
+                        read(log, 0)?;
+                    }
+                }
+                let bk = k(base);
+                let size = size_bytes(insn.code) as i32;
+                let access = format!("off={} size={size}", insn.off);
+                if bk & K_CTX != 0 {
+                    if bk & (K_STACK | K_PTR | K_MAP | K_FUNC | K_CTXMOD) != 0 {
+                        return Err(fail(
+                            EINVAL,
+                            log,
+                            format!("{i}: same insn cannot be used with different pointers"),
+                        ));
+                    }
+                    if bk != K_CTX {
+                        return Err(fail(
+                            EACCES,
+                            log,
+                            format!("{i}: R{base} invalid mem access 'scalar'"),
+                        ));
+                    }
+                    let field = match mode {
+                        Mode::Xdp { devmap }
+                            if class == BPF_LDX && insn.code & 0xe0 == BPF_MEM && size == 4 =>
+                        {
+                            match insn.off {
+                                0 => Some((ctx_off::DATA, 8)),
+                                4 => Some((ctx_off::DATA_END, 8)),
+                                8 => Some((ctx_off::DATA_META, 8)),
+                                12 => Some((ctx_off::INGRESS_IFINDEX, 4)),
+                                16 => Some((ctx_off::RX_QUEUE_INDEX, 4)),
+                                20 if devmap => Some((ctx_off::EGRESS_IFINDEX, 4)),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    match field {
+                        Some((f, sz)) => ctx_field[i] = Some((f as i32, sz)),
+                        None => {
+                            return Err(fail(
+                                EACCES,
+                                log,
+                                format!("{i}: invalid bpf_context access {access}"),
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                if bk & K_CTXMOD != 0 && bk & !(K_CTXMOD | K_SCALAR | K_UNINIT) == 0 {
+                    return Err(fail(
+                        EACCES,
+                        log,
+                        format!("{i}: dereference of modified ctx ptr R{base} disallowed"),
+                    ));
+                }
+                if bk & K_POINTERS == 0 {
+                    return Err(fail(
+                        EACCES,
+                        log,
+                        format!("{i}: R{base} invalid mem access 'scalar'"),
+                    ));
+                }
+                if bk & !(K_MAP | K_FUNC) == 0 {
+                    return Err(fail(
+                        EACCES,
+                        log,
+                        format!("{i}: R{base} invalid mem access '{}'", kinds_name(bk)),
+                    ));
+                }
+                if bk == K_STACK && sn.off_state == 1 {
+                    let o = sn.off + insn.off as i32;
+                    if o < -(MAX_BPF_STACK as i32) || o + size > 0 {
+                        return Err(fail(
+                            EACCES,
+                            log,
+                            format!("{i}: invalid stack off={o} size={size}"),
+                        ));
+                    }
+                    if o % size != 0 {
+                        return Err(fail(
+                            EACCES,
+                            log,
+                            format!("{i}: misaligned stack access off {o} size {size}"),
+                        ));
+                    }
+                }
+            }
+            BPF_JMP | BPF_JMP32 => match op {
+                BPF_EXIT => read(log, 0)?,
+                BPF_CALL if insn.src == 0 && !x => {
+                    if let Some(spec) = helper_specs[i] {
+                        for (a, kind) in spec.args.iter().enumerate() {
+                            let r = a as u8 + 1;
+                            if *kind == ArgKind::None {
+                                continue;
+                            }
+                            read(log, r)?;
+                            let rk = k(r);
+                            let bad = match kind {
+                                ArgKind::Ctx => rk & K_CTX == 0,
+                                ArgKind::Map => rk & (K_MAP | K_PTR) == 0,
+                                _ => false,
+                            };
+                            if bad {
+                                return Err(fail(
+                                    EACCES,
+                                    log,
+                                    format!(
+                                        "{i}: R{r} type={} expected={:?}",
+                                        kinds_name(rk),
+                                        kind
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+                BPF_CALL | BPF_JA | BPF_JCOND => {}
+                _ => {
+                    read(log, insn.dst)?;
+                    if x {
+                        read(log, insn.src)?;
+                    }
+                }
+            },
+            BPF_LD if !insn.is_ld_imm64() => {
+                // LD_ABS / LD_IND read the skb in r6 (check_ld_abs).
+                read(log, 6)?;
+                if k(6) != K_CTX {
+                    return Err(fail(
+                        EINVAL,
+                        log,
+                        format!("{i}: at the time of BPF_LD_ABS|IND R6 != pointing to skb"),
+                    ));
+                }
+                if insn.code & 0xe0 == BPF_IND {
+                    read(log, insn.src)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Interpreter speed on small XDP programs (not a test: run with
+//! `cargo test --release -p bpftime-vm --test speed -- --ignored --nocapture`).
+
+use bpftime_vm::asm::assemble;
+use bpftime_vm::insn::encode;
+use bpftime_vm::program::{prog_type, NoMaps, ProgLoadSpec, Program};
+use bpftime_vm::run::NoHost;
+
+fn load(src: &str) -> Program {
+    let spec = ProgLoadSpec {
+        prog_type: prog_type::XDP,
+        expected_attach_type: 37,
+        insns: encode(&assemble(src).expect("asm")),
+        license: "GPL".into(),
+        ..Default::default()
+    };
+    Program::load(spec, &NoMaps).expect("load")
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn interp_speed() {
+    let progs = [
+        ("pass", "mov %r0, 2\nexit"),
+        (
+            "mac_swap",
+            "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r4, %r2\nadd %r4, 14\njgt %r4, %r3, +10\n\
+             ldxw %r5, [%r2+0]\nldxh %r8, [%r2+4]\nldxw %r9, [%r2+6]\nstxw [%r2+0], %r9\n\
+             ldxh %r9, [%r2+10]\nstxh [%r2+4], %r9\nstxw [%r2+6], %r5\nstxh [%r2+10], %r8\n\
+             mov %r0, 3\nexit\nmov %r0, 1\nexit",
+        ),
+        (
+            "sum_loop_64",
+            "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r0, 0\nmov %r4, 0\n\
+             l: mov %r5, %r2\nadd %r5, %r4\nmov %r6, %r5\nadd %r6, 1\njgt %r6, %r3, done\n\
+             ldxb %r7, [%r5+0]\nadd %r0, %r7\nadd %r4, 1\njlt %r4, 64, l\ndone: exit",
+        ),
+    ];
+    let pkt = vec![7u8; 64];
+    for (name, src) in progs {
+        let p = load(src);
+        let repeat = std::env::var("SPEED_REPEAT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let out = p.test_run_xdp(&pkt, None, repeat, 0, &NoHost).expect("run");
+        println!(
+            "{name:12} retval {:4} {:6} ns/run",
+            out.retval, out.duration_ns
+        );
+    }
+}
+
+#[test]
+#[ignore = "benchmark helper"]
+fn dump_speed_programs() {
+    for (name, src) in [
+        ("pass", "mov %r0, 2\nexit"),
+        (
+            "sum_loop_64",
+            "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r0, 0\nmov %r4, 0\n\
+             l: mov %r5, %r2\nadd %r5, %r4\nmov %r6, %r5\nadd %r6, 1\njgt %r6, %r3, done\n\
+             ldxb %r7, [%r5+0]\nadd %r0, %r7\nadd %r4, 1\njlt %r4, 64, l\ndone: exit",
+        ),
+    ] {
+        let hex: Vec<String> = encode(&assemble(src).expect("asm"))
+            .chunks(8)
+            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        println!("PROG {name} {}", hex.join(","));
+    }
+}
