@@ -15,8 +15,13 @@ mode=${1:-bpftime}
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (sudo bash examples/demo.sh)" >&2; exit 1; }
 
 bash tests/install-deps.sh
-echo "== building bpftime and the xdp-counter example"
-cargo build --release -q -p bpftime-supervisor
+# BPFTIME_BIN_DIR: use already built binaries (the end-to-end test does).
+bindir=${BPFTIME_BIN_DIR:-$root/target/release}
+if [ -z "${BPFTIME_BIN_DIR:-}" ]; then
+  echo "== building bpftime (release; the first build takes a few minutes)"
+  cargo build --release -q -p bpftime-supervisor
+fi
+echo "== building the xdp-counter example"
 out=$(mktemp -d /tmp/bpftime-demo.XXXXXX)
 OUT=$out bash examples/xdp-counter/build.sh >/dev/null
 
@@ -25,8 +30,10 @@ nsA=bpftime-demo-a-$tag; nsB=bpftime-demo-b-$tag
 sock=$out/bpftimed.sock
 cleanup() {
   set +e
-  [ "$mode" = bpftime ] && "$root/target/release/bpftime" --socket "$sock" stop >/dev/null 2>&1
+  [ "$mode" = bpftime ] && "$bindir/bpftime" --socket "$sock" stop >/dev/null 2>&1
   ip netns del "$nsA" 2>/dev/null; ip netns del "$nsB" 2>/dev/null
+  for _ in 1 2 3 4 5 6 7 8 9 10; do mountpoint -q "$out/bpffs" || break; sleep 0.2; done
+  umount -l "$out/bpffs" 2>/dev/null
   rm -rf "$out"
 }
 trap cleanup EXIT
@@ -41,7 +48,7 @@ if [ "$mode" = --kernel ]; then
   unshare -m --propagation private sh -c "mount -t bpf bpf /sys/fs/bpf && exec nsenter --net=/run/netns/$nsA $(printf '%q ' "${loader[@]}")" &
 else
   echo "== running the unmodified loader under bpftime-run (namespace $nsA)"
-  "$root/target/release/bpftime-run" --socket "$sock" -- nsenter --net="/run/netns/$nsA" "${loader[@]}" &
+  "$bindir/bpftime-run" --socket "$sock" -- nsenter --net="/run/netns/$nsA" "${loader[@]}" &
 fi
 loader_pid=$!
 sleep 1.5
@@ -51,9 +58,9 @@ for i in 1 2 3; do echo "hello $i" | ip netns exec "$nsB" nc -u -w0 10.199.0.1 9
 sleep 1
 if [ "$mode" = bpftime ]; then
   echo "== bpftool map dump pinned /sys/fs/bpf/xdp_counter (bpftool under bpftime-run)"
-  "$root/target/release/bpftime-run" --socket "$sock" -- bpftool map dump pinned /sys/fs/bpf/xdp_counter || true
+  "$bindir/bpftime-run" --socket "$sock" -- bpftool map dump pinned /sys/fs/bpf/xdp_counter || true
   echo "== bpftime status"
-  "$root/target/release/bpftime" --socket "$sock" status || true
+  "$bindir/bpftime" --socket "$sock" status || true
 fi
 wait "$loader_pid"
 echo "== done"

@@ -2,7 +2,7 @@
 //! `<stem>.v3.o` (-mcpu=v3) and `<stem>.v4.o` (-mcpu=v4). No object file is committed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
@@ -37,8 +37,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", src.display());
     }
     let multiarch = Path::new("/usr/include/x86_64-linux-gnu");
-    let mut failures = Vec::new();
-    let mut children = Vec::new();
+    let mut jobs = Vec::new();
     for src in sources
         .iter()
         .filter(|p| p.extension().is_some_and(|x| x == "c"))
@@ -62,17 +61,28 @@ fn main() {
                 cmd.arg("-I").arg(multiarch);
             }
             cmd.arg("-c").arg(src).arg("-o").arg(&obj);
-            children.push((stem.clone(), cpu, cmd.output()));
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            jobs.push((format!("{stem}.c (-mcpu={cpu})"), cmd));
         }
     }
-    for (stem, cpu, res) in children {
-        match res {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => failures.push(format!(
-                "{stem}.c (-mcpu={cpu}):\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => failures.push(format!("{stem}.c (-mcpu={cpu}): cannot run {clang}: {e}")),
+    // NUM_JOBS compilers at a time (cargo's -j)
+    let parallel: usize = std::env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let mut failures = Vec::new();
+    for chunk in jobs.chunks_mut(parallel) {
+        let children: Vec<_> = chunk
+            .iter_mut()
+            .map(|(what, cmd)| (what.clone(), cmd.spawn()))
+            .collect();
+        for (what, child) in children {
+            match child.and_then(|c| c.wait_with_output()) {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => failures.push(format!("{what}:\n{}", String::from_utf8_lossy(&o.stderr))),
+                Err(e) => failures.push(format!("{what}: cannot run {clang}: {e}")),
+            }
         }
     }
     if !failures.is_empty() {

@@ -49,6 +49,40 @@
 //! joins the workers and closes the sockets.
 //!
 //! Counters per interface and queue: [`Dataplane::stats`], [`Dataplane::list`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bpftime_netdev::{AttachSpec, Dataplane, VmProgram, XdpMode};
+//! # fn prog() -> Arc<bpftime_vm::program::Program> { unimplemented!() }
+//! let dp = Dataplane::new();
+//! let id = dp.attach(AttachSpec {
+//!     netns: Some("/run/netns/blue".into()),
+//!     ifindex: 2,
+//!     mode: XdpMode::Drv,
+//!     program: Arc::new(VmProgram::new(prog())),
+//!     queues: None,
+//!     cpu_pinning: false,
+//! })?;
+//! println!("{:?}", dp.stats(id).unwrap().total);
+//! dp.replace(id, Arc::new(VmProgram::new(prog())))?;
+//! dp.detach(id)?;
+//! # Ok::<(), bpftime_netdev::NetdevError>(())
+//! ```
+//!
+//! Known limits:
+//! - A frame sent by a local stack through a veth (or another device with TX
+//!   checksum offload) carries an unfinished TCP/UDP checksum (CHECKSUM_PARTIAL);
+//!   AF_XDP copies only the bytes, so once passed back such frames fail the
+//!   checksum check. Turn offload off on the sender ([`netns::set_tx_checksum`]),
+//!   as every AF_XDP deployment on veth does. Frames from a wire are unaffected.
+//! - One 4 KiB frame per packet: no multi-buffer (jumbo frames, GRO aggregates in
+//!   generic mode) frames; the kernel drops what does not fit the socket's frame.
+//! - XDP_PASS costs one `BPF_PROG_TEST_RUN` syscall per frame (a test run repeats
+//!   one buffer; different frames cannot share a call).
+//! - XSKMAP and CPUMAP redirect targets are counted as redirect failures (DEVMAP
+//!   and DEVMAP_HASH work, with their entries' programs).
+//! - The `cpu` a program sees is the worker's pinned CPU, or `sched_getcpu()` when
+//!   not pinned: two unpinned workers may briefly share a per-CPU slot.
 
 use std::collections::HashMap;
 use std::io;
@@ -204,7 +238,10 @@ pub enum NetdevError {
     Invalid(&'static str),
     /// A kernel call failed (the errno of the call).
     #[error("{what}: {source}")]
-    Kernel { what: &'static str, source: io::Error },
+    Kernel {
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 impl NetdevError {
@@ -213,7 +250,9 @@ impl NetdevError {
         match self {
             NetdevError::NoSuchAttachment => libc::ENOENT,
             NetdevError::Busy { .. } => libc::EBUSY,
-            NetdevError::Netns { source, .. } | NetdevError::Kernel { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            NetdevError::Netns { source, .. } | NetdevError::Kernel { source, .. } => {
+                source.raw_os_error().unwrap_or(libc::EIO)
+            }
             NetdevError::NoDevice { .. } => libc::ENODEV,
             NetdevError::Invalid(_) => libc::EINVAL,
         }
@@ -244,8 +283,16 @@ struct Attachment {
 
 impl Attachment {
     fn stats(&self) -> Stats {
-        let queues: Vec<QueueStats> = self.counters.iter().enumerate().map(|(q, c)| c.snapshot(q as u32)).collect();
-        let mut total = QueueStats { queue: queues.len() as u32, ..QueueStats::default() };
+        let queues: Vec<QueueStats> = self
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(q, c)| c.snapshot(q as u32))
+            .collect();
+        let mut total = QueueStats {
+            queue: queues.len() as u32,
+            ..QueueStats::default()
+        };
         for q in &queues {
             total.add(q);
         }
@@ -294,7 +341,10 @@ const FRAMES_PER_QUEUE: u32 = 2048;
 
 impl Dataplane {
     pub fn new() -> Self {
-        Dataplane { attachments: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+        Dataplane {
+            attachments: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
     }
 
     /// Attaches `spec.program` to the interface: see the crate docs for the steps.
@@ -308,11 +358,22 @@ impl Dataplane {
         if spec.queues == Some(0) {
             return Err(NetdevError::Invalid("zero queues"));
         }
-        let netns_id = netns::id(spec.netns.as_deref()).map_err(|source| NetdevError::Netns { path: spec.netns.clone().unwrap_or_else(|| "/proc/thread-self/ns/net".into()), source })?;
+        let netns_id = netns::id(spec.netns.as_deref()).map_err(|source| NetdevError::Netns {
+            path: spec
+                .netns
+                .clone()
+                .unwrap_or_else(|| "/proc/thread-self/ns/net".into()),
+            source,
+        })?;
         {
             let atts = self.attachments.lock().expect("attachments lock");
-            if atts.values().any(|a| a.ifindex == spec.ifindex && a.netns_id == netns_id) {
-                return Err(NetdevError::Busy { ifindex: spec.ifindex });
+            if atts
+                .values()
+                .any(|a| a.ifindex == spec.ifindex && a.netns_id == netns_id)
+            {
+                return Err(NetdevError::Busy {
+                    ifindex: spec.ifindex,
+                });
             }
         }
         let netns = spec.netns.clone();
@@ -326,7 +387,10 @@ impl Dataplane {
             .join()
             .map_err(|_| NetdevError::Invalid("setup thread panicked"))??;
         let mut atts = self.attachments.lock().expect("attachments lock");
-        if atts.values().any(|a| a.ifindex == att.ifindex && a.netns_id == netns_id) {
+        if atts
+            .values()
+            .any(|a| a.ifindex == att.ifindex && a.netns_id == netns_id)
+        {
             let ifindex = att.ifindex;
             drop(atts);
             drop(att);
@@ -338,7 +402,11 @@ impl Dataplane {
     }
 
     /// Replaces the program of an attachment; atomic per packet.
-    pub fn replace(&self, id: AttachmentId, program: Arc<dyn XdpProgram>) -> Result<(), NetdevError> {
+    pub fn replace(
+        &self,
+        id: AttachmentId,
+        program: Arc<dyn XdpProgram>,
+    ) -> Result<(), NetdevError> {
         let atts = self.attachments.lock().expect("attachments lock");
         let att = atts.get(&id).ok_or(NetdevError::NoSuchAttachment)?;
         att.prog.store(Arc::new(ProgSlot(program)));
@@ -348,7 +416,12 @@ impl Dataplane {
     /// Detaches: the stub link is closed (the interface is back to the kernel
     /// stack), the workers stop, the sockets close.
     pub fn detach(&self, id: AttachmentId) -> Result<(), NetdevError> {
-        let att = self.attachments.lock().expect("attachments lock").remove(&id).ok_or(NetdevError::NoSuchAttachment)?;
+        let att = self
+            .attachments
+            .lock()
+            .expect("attachments lock")
+            .remove(&id)
+            .ok_or(NetdevError::NoSuchAttachment)?;
         tracing::info!(id = id.0, ifindex = att.ifindex, ifname = %att.ifname, "XDP detached");
         drop(att);
         Ok(())
@@ -356,7 +429,11 @@ impl Dataplane {
 
     /// Counters of one attachment.
     pub fn stats(&self, id: AttachmentId) -> Option<Stats> {
-        self.attachments.lock().expect("attachments lock").get(&id).map(Attachment::stats)
+        self.attachments
+            .lock()
+            .expect("attachments lock")
+            .get(&id)
+            .map(Attachment::stats)
     }
 
     /// Every attachment with its counters (`Stats` carries ifindex and netns).
@@ -378,7 +455,10 @@ impl Drop for Dataplane {
 /// Runs on the setup thread, inside the interface's namespace.
 fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevError> {
     if let Some(p) = &spec.netns {
-        netns::enter(p).map_err(|source| NetdevError::Netns { path: p.clone(), source })?;
+        netns::enter(p).map_err(|source| NetdevError::Netns {
+            path: p.clone(),
+            source,
+        })?;
     }
     let ifindex = spec.ifindex;
     let ifname = netns::ifname(ifindex).map_err(|_| NetdevError::NoDevice { ifindex })?;
@@ -386,20 +466,31 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
     let xsks = sys::map_create(17, 4, 4, nq, "bpftime_xsks").map_err(kernel("create XSKMAP"))?;
     // Generic mode: the per-CPU reinjection token (see `stub`).
     let token = match spec.mode {
-        XdpMode::Skb => Some(sys::map_create(6, 4, 4, 1, "bpftime_reinj").map_err(kernel("create token map"))?),
+        XdpMode::Skb => {
+            Some(sys::map_create(6, 4, 4, 1, "bpftime_reinj").map_err(kernel("create token map"))?)
+        }
         XdpMode::Drv => None,
     };
     let tok_fd = token.as_ref().map(|t| t.as_raw_fd());
-    let redirect = sys::prog_load_xdp(&stub::redirect_stub(xsks.as_raw_fd(), tok_fd), "bpftime_xsk").map_err(kernel("load redirect stub"))?;
-    let pass = Arc::new(sys::prog_load_xdp(&stub::pass_stub(tok_fd), "bpftime_pass").map_err(kernel("load pass stub"))?);
+    let redirect = sys::prog_load_xdp(
+        &stub::redirect_stub(xsks.as_raw_fd(), tok_fd),
+        "bpftime_xsk",
+    )
+    .map_err(kernel("load redirect stub"))?;
+    let pass = Arc::new(
+        sys::prog_load_xdp(&stub::pass_stub(tok_fd), "bpftime_pass")
+            .map_err(kernel("load pass stub"))?,
+    );
     let mut sockets = Vec::new();
     for q in 0..nq {
-        let x = xsk::Xsk::new(ifindex, q, FRAMES_PER_QUEUE).map_err(kernel("create AF_XDP socket"))?;
+        let x =
+            xsk::Xsk::new(ifindex, q, FRAMES_PER_QUEUE).map_err(kernel("create AF_XDP socket"))?;
         sys::map_update_u32(&xsks, q, x.fd() as u32).map_err(kernel("XSKMAP update"))?;
         sockets.push(x);
     }
     let zero_copy = sockets.iter().all(|x| x.zero_copy());
-    let link = sys::link_create_xdp(&redirect, ifindex, spec.mode.flags()).map_err(kernel("attach XDP stub (LINK_CREATE)"))?;
+    let link = sys::link_create_xdp(&redirect, ifindex, spec.mode.flags())
+        .map_err(kernel("attach XDP stub (LINK_CREATE)"))?;
     let prog = Arc::new(ArcSwap::from_pointee(ProgSlot(spec.program)));
     let stop = Arc::new(AtomicBool::new(false));
     let ncpu = cpu::online();
@@ -417,9 +508,16 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
             counters: c,
             stop: stop.clone(),
             pin: spec.cpu_pinning.then_some(q % ncpu),
-            ptx: netns::PacketTx::new().map_err(|e| tracing::warn!("no AF_PACKET socket, redirects to other interfaces fail: {e}")).ok(),
+            ptx: netns::PacketTx::new()
+                .map_err(|e| {
+                    tracing::warn!("no AF_PACKET socket, redirects to other interfaces fail: {e}")
+                })
+                .ok(),
+            scratch: vec![0; xsk::FRAME_SIZE as usize],
         };
-        let h = std::thread::Builder::new().name(format!("xdp-{ifname}-q{q}")).spawn(move || w.run());
+        let h = std::thread::Builder::new()
+            .name(format!("xdp-{ifname}-q{q}"))
+            .spawn(move || w.run());
         match h {
             Ok(h) => workers.push(h),
             Err(e) => {

@@ -37,10 +37,16 @@ pub fn ifname(ifindex: u32) -> io::Result<String> {
     let r = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
     if r.is_null() {
         let e = io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::ENXIO) { io::Error::from_raw_os_error(libc::ENODEV) } else { e });
+        return Err(if e.raw_os_error() == Some(libc::ENXIO) {
+            io::Error::from_raw_os_error(libc::ENODEV)
+        } else {
+            e
+        });
     }
     // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
-    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned())
 }
 
 fn dgram_socket() -> io::Result<OwnedFd> {
@@ -59,13 +65,20 @@ pub fn mtu(ifindex: u32) -> Option<u32> {
     let sock = dgram_socket().ok()?;
     // SAFETY: all-zero ifreq is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes().take(libc::IF_NAMESIZE - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IF_NAMESIZE - 1))
+    {
         *d = s as libc::c_char;
     }
     // SAFETY: ifr is a live ifreq; SIOCGIFMTU writes ifru_mtu only.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut ifr) };
+    if r != 0 {
+        return None;
+    }
     // SAFETY: on success the kernel filled ifru_mtu.
-    (r == 0).then(|| unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+    Some(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
 }
 
 /// `struct ethtool_channels`.
@@ -90,10 +103,17 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 /// driver does not say.
 pub fn rx_queues(ifname: &str) -> u32 {
     let Ok(sock) = dgram_socket() else { return 1 };
-    let mut ch = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..Default::default() };
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
     // SAFETY: all-zero ifreq is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IF_NAMESIZE - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IF_NAMESIZE - 1))
+    {
         *d = s as libc::c_char;
     }
     ifr.ifr_ifru.ifru_data = &mut ch as *mut EthtoolChannels as *mut libc::c_char;
@@ -125,10 +145,17 @@ const ETHTOOL_STXCSUM: u32 = 0x17;
 /// finish its checksums; it also turns TSO off, so no frame exceeds the MTU.
 pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
     let sock = dgram_socket()?;
-    let mut v = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: on as u32 };
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: on as u32,
+    };
     // SAFETY: all-zero ifreq is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IF_NAMESIZE - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IF_NAMESIZE - 1))
+    {
         *d = s as libc::c_char;
     }
     ifr.ifr_ifru.ifru_data = &mut v as *mut EthtoolValue as *mut libc::c_char;
@@ -153,7 +180,8 @@ impl PacketTx {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: s is a new descriptor owned by nobody else.
-        Ok(PacketTx { fd: unsafe { OwnedFd::from_raw_fd(s) } })
+        let fd = unsafe { OwnedFd::from_raw_fd(s) };
+        Ok(PacketTx { fd })
     }
 
     /// Sends `frame` (Ethernet header included) out of `ifindex`.

@@ -17,7 +17,11 @@
 
 /// One eBPF instruction, encoded (little-endian layout: code, regs, off, imm).
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    (code as u64) | ((dst as u64 & 0xf) << 8) | ((src as u64 & 0xf) << 12) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
+    (code as u64)
+        | ((dst as u64 & 0xf) << 8)
+        | ((src as u64 & 0xf) << 12)
+        | ((off as u16 as u64) << 16)
+        | ((imm as u32 as u64) << 32)
 }
 
 const BPF_PSEUDO_MAP_FD: u8 = 1;
@@ -112,12 +116,24 @@ mod tests {
     #[test]
     fn encodes_like_the_kernel() {
         // r2 = *(u32 *)(r1 + 16): 61 12 10 00 00 00 00 00
-        assert_eq!(ldx_w(2, 1, 16).to_le_bytes(), [0x61, 0x12, 0x10, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            ldx_w(2, 1, 16).to_le_bytes(),
+            [0x61, 0x12, 0x10, 0, 0, 0, 0, 0]
+        );
         // r1 = map fd 7 (ld_imm64 src=1): 18 11 00 00 07 00 00 00
-        assert_eq!(ld_map_fd(1, 7)[0].to_le_bytes(), [0x18, 0x11, 0, 0, 7, 0, 0, 0]);
+        assert_eq!(
+            ld_map_fd(1, 7)[0].to_le_bytes(),
+            [0x18, 0x11, 0, 0, 7, 0, 0, 0]
+        );
         // *(u32 *)(r10 - 4) = 0: 62 0a fc ff 00 00 00 00
-        assert_eq!(st_w(10, -4, 0).to_le_bytes(), [0x62, 0x0a, 0xfc, 0xff, 0, 0, 0, 0]);
-        assert_eq!(add64_imm(2, -4).to_le_bytes(), [0x07, 0x02, 0, 0, 0xfc, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            st_w(10, -4, 0).to_le_bytes(),
+            [0x62, 0x0a, 0xfc, 0xff, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            add64_imm(2, -4).to_le_bytes(),
+            [0x07, 0x02, 0, 0, 0xfc, 0xff, 0xff, 0xff]
+        );
     }
 
     #[test]

@@ -47,7 +47,13 @@ fn owned(fd: i64) -> OwnedFd {
 }
 
 /// `BPF_MAP_CREATE`.
-pub fn map_create(map_type: u32, key_size: u32, value_size: u32, max_entries: u32, name: &str) -> io::Result<OwnedFd> {
+pub fn map_create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
     let mut attr = [0u8; ATTR_SIZE];
     put32(&mut attr, 0, map_type);
     put32(&mut attr, 4, key_size);
@@ -124,7 +130,13 @@ struct XdpMd {
 /// of `frame` (`meta_len` bytes of metadata first) as if received on `ifindex`
 /// queue `queue` (ifindex resolved in the calling thread's network namespace). With
 /// a program returning XDP_PASS this hands the frame to the kernel stack.
-pub fn test_run_live(prog: &OwnedFd, frame: &[u8], meta_len: u32, ifindex: u32, queue: u32) -> io::Result<()> {
+pub fn test_run_live(
+    prog: &OwnedFd,
+    frame: &[u8],
+    meta_len: u32,
+    ifindex: u32,
+    queue: u32,
+) -> io::Result<()> {
     let md = XdpMd {
         data: meta_len,
         data_end: frame.len() as u32,

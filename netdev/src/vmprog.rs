@@ -26,7 +26,10 @@ pub struct VmProgram {
 impl VmProgram {
     /// `prog` with the worker host (MTU lookups in the interface's namespace).
     pub fn new(prog: Arc<Program>) -> Self {
-        VmProgram { prog, host: Arc::new(WorkerHost) }
+        VmProgram {
+            prog,
+            host: Arc::new(WorkerHost),
+        }
     }
     pub fn with_host(prog: Arc<Program>, host: Arc<dyn HostEnv>) -> Self {
         VmProgram { prog, host }

@@ -1,18 +1,22 @@
 //! One worker per RX queue: takes frames from its AF_XDP socket, runs the attached
 //! program on each, and carries out the verdict.
 
-use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bpftime_vm::maps::devmap::DevMap;
 use bpftime_vm::maps::map_type;
-use bpftime_vm::run::{RedirectInfo, XdpCtx, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TAILROOM, XDP_TX};
+use bpftime_vm::program::Program;
+use bpftime_vm::run::{
+    RedirectInfo, XdpCtx, XDP_ABORTED, XDP_DROP, XDP_PACKET_HEADROOM, XDP_PASS, XDP_REDIRECT,
+    XDP_TAILROOM, XDP_TX,
+};
 
 use crate::netns::PacketTx;
 use crate::xsk::{Xsk, FRAME_SIZE};
-use crate::{cpu, sys, QueueStats, XdpProgram};
+use crate::{cpu, sys, QueueStats, WorkerHost, XdpProgram};
 
 /// `BPF_F_BROADCAST` / `BPF_F_EXCLUDE_INGRESS` of `bpf_redirect_map`.
 const BPF_F_BROADCAST: u64 = 8;
@@ -82,6 +86,8 @@ pub(crate) struct Worker {
     pub stop: Arc<AtomicBool>,
     pub pin: Option<usize>,
     pub ptx: Option<PacketTx>,
+    /// A frame-sized buffer for DEVMAP programs (they run on a copy).
+    pub scratch: Vec<u8>,
 }
 
 impl Worker {
@@ -137,7 +143,12 @@ impl Worker {
     }
 
     /// Returns free frames to FILL and queued frames to TX (with a kick).
-    fn flush(&mut self, recycle: &mut Vec<u64>, txq: &mut Vec<(u64, u32)>, tx_inflight: &mut usize) {
+    fn flush(
+        &mut self,
+        recycle: &mut Vec<u64>,
+        txq: &mut Vec<(u64, u32)>,
+        tx_inflight: &mut usize,
+    ) {
         if !txq.is_empty() {
             let sent = self.xsk.tx_submit(txq);
             *tx_inflight += sent;
@@ -163,14 +174,28 @@ impl Worker {
 
     fn refresh_kernel_stats(&self) {
         if let Some(st) = self.xsk.kernel_stats() {
-            self.counters.k_rx_dropped.store(st.rx_dropped, Ordering::Relaxed);
-            self.counters.k_rx_ring_full.store(st.rx_ring_full, Ordering::Relaxed);
-            self.counters.k_fill_empty.store(st.rx_fill_ring_empty_descs, Ordering::Relaxed);
+            self.counters
+                .k_rx_dropped
+                .store(st.rx_dropped, Ordering::Relaxed);
+            self.counters
+                .k_rx_ring_full
+                .store(st.rx_ring_full, Ordering::Relaxed);
+            self.counters
+                .k_fill_empty
+                .store(st.rx_fill_ring_empty_descs, Ordering::Relaxed);
         }
     }
 
     /// Runs the program on one frame and carries out its verdict.
-    fn one(&mut self, prog: &dyn XdpProgram, cpu: u32, addr: u64, len: u32, recycle: &mut Vec<u64>, txq: &mut Vec<(u64, u32)>) {
+    fn one(
+        &mut self,
+        prog: &dyn XdpProgram,
+        cpu: u32,
+        addr: u64,
+        len: u32,
+        recycle: &mut Vec<u64>,
+        txq: &mut Vec<(u64, u32)>,
+    ) {
         let frame = self.xsk.frame_of(addr);
         if !self.xsk.valid(addr, len) {
             inc(&self.counters.exceptions, 1);
@@ -193,7 +218,10 @@ impl Worker {
         let (verdict, redirect) = prog.run(&mut ctx, cpu);
         // The program's helpers keep these invariants; a context outside its frame
         // is a bug of the program runner, counted and dropped, never followed.
-        let sane = hard <= ctx.data_meta && ctx.data_meta <= ctx.data && ctx.data <= ctx.data_end && ctx.data_end <= hard + FRAME_SIZE as u64;
+        let sane = hard <= ctx.data_meta
+            && ctx.data_meta <= ctx.data
+            && ctx.data <= ctx.data_end
+            && ctx.data_end <= hard + FRAME_SIZE as u64;
         if !sane {
             inc(&self.counters.exceptions, 1);
             recycle.push(frame);
@@ -210,7 +238,11 @@ impl Worker {
                 inc(&self.counters.pass, 1);
                 let meta = (ctx.data - ctx.data_meta) as u32;
                 let ok = match self.xsk.bytes(ctx.data_meta - base, (plen + meta) as usize) {
-                    Some(bytes) => sys::test_run_live(&self.pass_stub, bytes, meta, self.ifindex, self.queue).map_err(|e| tracing::debug!("pass reinjection: {e}")).is_ok(),
+                    Some(bytes) => {
+                        sys::test_run_live(&self.pass_stub, bytes, meta, self.ifindex, self.queue)
+                            .map_err(|e| tracing::debug!("pass reinjection: {e}"))
+                            .is_ok()
+                    }
                     None => false,
                 };
                 if !ok {
@@ -220,7 +252,7 @@ impl Worker {
             }
             XDP_REDIRECT => {
                 inc(&self.counters.redirect, 1);
-                self.redirect(&redirect, off, plen, recycle, txq);
+                self.redirect(&redirect, cpu, off, plen, recycle, txq);
             }
             XDP_ABORTED => {
                 inc(&self.counters.aborted, 1);
@@ -236,8 +268,17 @@ impl Worker {
     }
 
     /// XDP_REDIRECT: to the ingress interface (our TX ring) or another interface of
-    /// the namespace (AF_PACKET), by ifindex or through a DEVMAP/DEVMAP_HASH entry.
-    fn redirect(&mut self, info: &RedirectInfo, off: u64, len: u32, recycle: &mut Vec<u64>, txq: &mut Vec<(u64, u32)>) {
+    /// the namespace (AF_PACKET), by ifindex or through a DEVMAP/DEVMAP_HASH entry
+    /// (whose own program, if any, runs first on a copy, as `dev_map_bpf_prog_run`).
+    fn redirect(
+        &mut self,
+        info: &RedirectInfo,
+        cpu: u32,
+        off: u64,
+        len: u32,
+        recycle: &mut Vec<u64>,
+        txq: &mut Vec<(u64, u32)>,
+    ) {
         let frame = self.xsk.frame_of(off);
         let targets = match resolve_targets(info, self.ifindex) {
             Some(t) if !t.is_empty() => t,
@@ -249,13 +290,57 @@ impl Worker {
         };
         let mut to_self = false;
         for t in targets {
-            if t == self.ifindex && !to_self {
+            if t.ifindex == self.ifindex && t.prog.is_none() && !to_self {
                 to_self = true;
                 continue;
             }
-            let ok = match (&self.ptx, self.xsk.bytes(off, len as usize)) {
-                (Some(ptx), Some(bytes)) => ptx.send(t, bytes).map_err(|e| tracing::debug!(ifindex = t, "redirect: {e}")).is_ok(),
-                _ => false,
+            let Some(bytes) = self.xsk.bytes(off, len as usize) else {
+                inc(&self.counters.redirect_fail, 1);
+                continue;
+            };
+            let out = match &t.prog {
+                None => Some(bytes),
+                Some(p) => {
+                    let (head, rest) = self.scratch.split_at_mut(XDP_PACKET_HEADROOM);
+                    rest[..bytes.len()].copy_from_slice(bytes);
+                    let hard = head.as_mut_ptr() as u64;
+                    let data = hard + XDP_PACKET_HEADROOM as u64;
+                    let mut ctx = XdpCtx {
+                        data,
+                        data_end: data + bytes.len() as u64,
+                        data_meta: data,
+                        ingress_ifindex: self.ifindex,
+                        rx_queue_index: self.queue,
+                        egress_ifindex: t.ifindex,
+                        _pad: 0,
+                        hard_start: hard,
+                        frame_end: hard + FRAME_SIZE as u64 - XDP_TAILROOM as u64,
+                    };
+                    let r = p.run_xdp(&mut ctx, cpu, &WorkerHost);
+                    let end = hard + FRAME_SIZE as u64;
+                    let sane = hard <= ctx.data && ctx.data <= ctx.data_end && ctx.data_end <= end;
+                    match r.verdict {
+                        XDP_PASS if sane => {
+                            let (a, b) =
+                                ((ctx.data - hard) as usize, (ctx.data_end - hard) as usize);
+                            Some(&self.scratch[a..b])
+                        }
+                        XDP_DROP => None,
+                        _ => {
+                            // The kernel: bpf_warn_invalid_xdp_action + an exception.
+                            inc(&self.counters.exceptions, 1);
+                            None
+                        }
+                    }
+                }
+            };
+            let Some(out) = out else { continue };
+            let ok = match &self.ptx {
+                Some(ptx) => ptx
+                    .send(t.ifindex, out)
+                    .map_err(|e| tracing::debug!(ifindex = t.ifindex, "redirect: {e}"))
+                    .is_ok(),
+                None => false,
             };
             if !ok {
                 inc(&self.counters.redirect_fail, 1);
@@ -269,34 +354,77 @@ impl Worker {
     }
 }
 
+/// One destination of an XDP_REDIRECT.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub ifindex: u32,
+    /// The DEVMAP entry's own program (runs with egress_ifindex set).
+    pub prog: Option<Arc<Program>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Target({}{})",
+            self.ifindex,
+            if self.prog.is_some() { "+prog" } else { "" }
+        )
+    }
+}
+
+fn target(ifindex: u32) -> Target {
+    Target {
+        ifindex,
+        prog: None,
+    }
+}
+
 /// The interfaces an XDP_REDIRECT goes to; None when it cannot be carried out
 /// (no target, a map type other than DEVMAP/DEVMAP_HASH, a missing entry).
-pub(crate) fn resolve_targets(info: &RedirectInfo, ingress: u32) -> Option<Vec<u32>> {
+/// Broadcast (BPF_F_BROADCAST) goes to every entry, as the kernel's
+/// `dev_map_enqueue_multi`, less the ingress with BPF_F_EXCLUDE_INGRESS.
+pub(crate) fn resolve_targets(info: &RedirectInfo, ingress: u32) -> Option<Vec<Target>> {
     let Some(map) = &info.map else {
-        return (info.ifindex != 0).then(|| vec![info.ifindex]);
+        return (info.ifindex != 0).then(|| vec![target(info.ifindex)]);
     };
     let attr = map.attr();
     if attr.map_type != map_type::DEVMAP && attr.map_type != map_type::DEVMAP_HASH {
         return None;
     }
+    let broadcast = info.flags & BPF_F_BROADCAST != 0;
+    let keep = |t: u32| t != 0 && !(info.flags & BPF_F_EXCLUDE_INGRESS != 0 && t == ingress);
+    if let Some(dm) = map.as_any().downcast_ref::<DevMap>() {
+        if broadcast {
+            let all = dm.all().into_iter().filter(|(_, e)| keep(e.ifindex));
+            return Some(
+                all.map(|(_, e)| Target {
+                    ifindex: e.ifindex,
+                    prog: e.prog.as_ref().map(|(_, p)| p.clone()),
+                })
+                .collect(),
+            );
+        }
+        return dm.get(info.key).map(|e| {
+            vec![Target {
+                ifindex: e.ifindex,
+                prog: e.prog.as_ref().map(|(_, p)| p.clone()),
+            }]
+        });
+    }
+    // Another implementation of a devmap: through the userspace view of its entries.
     let ksize = attr.key_size as usize;
     let mut value = vec![0u8; map.sys_value_size().max(4)];
     let ifindex_of = |value: &[u8]| u32::from_ne_bytes(value[..4].try_into().expect("4 bytes"));
-    if info.flags & BPF_F_BROADCAST != 0 {
+    if broadcast {
         let mut out = Vec::new();
-        let mut seen = HashSet::new();
         let mut key: Option<Vec<u8>> = None;
         let mut next = vec![0u8; ksize];
-        while map.sys_get_next_key(key.as_deref(), &mut next).is_ok() {
-            if map.sys_lookup(&next, &mut value, 0).is_ok() {
-                let t = ifindex_of(&value);
-                let excluded = info.flags & BPF_F_EXCLUDE_INGRESS != 0 && t == ingress;
-                if t != 0 && !excluded && seen.insert(t) {
-                    out.push(t);
-                }
-            }
-            if out.len() > 4096 {
-                break;
+        while map.sys_get_next_key(key.as_deref(), &mut next).is_ok()
+            && out.len() <= attr.max_entries as usize
+        {
+            if map.sys_lookup(&next, &mut value, 0).is_ok() && keep(ifindex_of(&value)) {
+                out.push(target(ifindex_of(&value)));
             }
             key = Some(next.clone());
         }
@@ -306,11 +434,9 @@ pub(crate) fn resolve_targets(info: &RedirectInfo, ingress: u32) -> Option<Vec<u
     let k = info.key.to_ne_bytes();
     let n = ksize.min(4);
     key[..n].copy_from_slice(&k[..n]);
-    match map.sys_lookup(&key, &mut value, 0) {
-        Ok(()) => Some(vec![ifindex_of(&value)]),
-        Err(_) if info.ifindex != 0 => Some(vec![info.ifindex]),
-        Err(_) => None,
-    }
+    map.sys_lookup(&key, &mut value, 0)
+        .ok()
+        .map(|()| vec![target(ifindex_of(&value))])
 }
 
 #[cfg(test)]
@@ -318,39 +444,82 @@ mod tests {
     use super::*;
     use bpftime_vm::maps::{create, MapAttr};
 
+    fn ifs(t: Option<Vec<Target>>) -> Option<Vec<u32>> {
+        t.map(|v| v.iter().map(|t| t.ifindex).collect())
+    }
+
     fn devmap(t: u32) -> Arc<dyn bpftime_vm::maps::Map> {
-        create(&MapAttr { map_type: t, key_size: 4, value_size: 4, max_entries: 8, ..MapAttr::default() }).expect("devmap")
+        create(&MapAttr {
+            map_type: t,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 8,
+            ..MapAttr::default()
+        })
+        .expect("devmap")
     }
 
     #[test]
     fn redirect_by_ifindex() {
-        let r = RedirectInfo { ifindex: 5, ..RedirectInfo::default() };
-        assert_eq!(resolve_targets(&r, 1), Some(vec![5]));
-        assert_eq!(resolve_targets(&RedirectInfo::default(), 1), None);
+        let r = RedirectInfo {
+            ifindex: 5,
+            ..RedirectInfo::default()
+        };
+        assert_eq!(ifs(resolve_targets(&r, 1)), Some(vec![5]));
+        assert_eq!(ifs(resolve_targets(&RedirectInfo::default(), 1)), None);
     }
 
     #[test]
     fn redirect_through_devmap_and_broadcast() {
         for t in [map_type::DEVMAP, map_type::DEVMAP_HASH] {
             let m = devmap(t);
-            m.sys_update(&3u32.to_ne_bytes(), &7u32.to_ne_bytes(), 0).unwrap();
-            m.sys_update(&4u32.to_ne_bytes(), &1u32.to_ne_bytes(), 0).unwrap();
-            let one = RedirectInfo { map: Some(m.clone()), key: 3, ..RedirectInfo::default() };
-            assert_eq!(resolve_targets(&one, 1), Some(vec![7]));
-            let miss = RedirectInfo { map: Some(m.clone()), key: 6, ..RedirectInfo::default() };
-            assert_eq!(resolve_targets(&miss, 1), None);
-            let all = RedirectInfo { map: Some(m.clone()), flags: BPF_F_BROADCAST, ..RedirectInfo::default() };
-            assert_eq!(resolve_targets(&all, 1), Some(vec![7, 1]));
-            let others = RedirectInfo { map: Some(m.clone()), flags: BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS, ..RedirectInfo::default() };
-            assert_eq!(resolve_targets(&others, 1), Some(vec![7]));
+            m.sys_update(&3u32.to_ne_bytes(), &7u32.to_ne_bytes(), 0)
+                .unwrap();
+            m.sys_update(&4u32.to_ne_bytes(), &1u32.to_ne_bytes(), 0)
+                .unwrap();
+            let one = RedirectInfo {
+                map: Some(m.clone()),
+                key: 3,
+                ..RedirectInfo::default()
+            };
+            assert_eq!(ifs(resolve_targets(&one, 1)), Some(vec![7]));
+            let miss = RedirectInfo {
+                map: Some(m.clone()),
+                key: 6,
+                ..RedirectInfo::default()
+            };
+            assert_eq!(ifs(resolve_targets(&miss, 1)), None);
+            let all = RedirectInfo {
+                map: Some(m.clone()),
+                flags: BPF_F_BROADCAST,
+                ..RedirectInfo::default()
+            };
+            assert_eq!(ifs(resolve_targets(&all, 1)), Some(vec![7, 1]));
+            let others = RedirectInfo {
+                map: Some(m.clone()),
+                flags: BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS,
+                ..RedirectInfo::default()
+            };
+            assert_eq!(ifs(resolve_targets(&others, 1)), Some(vec![7]));
         }
     }
 
     #[test]
     fn redirect_through_other_maps_fails() {
-        let m = create(&MapAttr { map_type: map_type::ARRAY, key_size: 4, value_size: 4, max_entries: 8, ..MapAttr::default() }).unwrap();
-        let r = RedirectInfo { map: Some(m), key: 0, ..RedirectInfo::default() };
-        assert_eq!(resolve_targets(&r, 1), None);
+        let m = create(&MapAttr {
+            map_type: map_type::ARRAY,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 8,
+            ..MapAttr::default()
+        })
+        .unwrap();
+        let r = RedirectInfo {
+            map: Some(m),
+            key: 0,
+            ..RedirectInfo::default()
+        };
+        assert_eq!(ifs(resolve_targets(&r, 1)), None);
     }
 
     #[test]
@@ -360,6 +529,9 @@ mod tests {
         inc(&c.drop, 2);
         inc(&c.exceptions, 1);
         let s = c.snapshot(4);
-        assert_eq!((s.queue, s.rx_packets, s.drop, s.exceptions, s.pass), (4, 3, 2, 1, 0));
+        assert_eq!(
+            (s.queue, s.rx_packets, s.drop, s.exceptions, s.pass),
+            (4, 3, 2, 1, 0)
+        );
     }
 }

@@ -33,12 +33,25 @@ struct Ring {
 
 impl Ring {
     /// Maps the ring at page offset `pgoff` of the socket.
-    fn map(fd: RawFd, off: &libc::xdp_ring_offset, entries: u32, entry_size: usize, pgoff: u64) -> io::Result<Ring> {
+    fn map(
+        fd: RawFd,
+        off: &libc::xdp_ring_offset,
+        entries: u32,
+        entry_size: usize,
+        pgoff: u64,
+    ) -> io::Result<Ring> {
         let map_len = off.desc as usize + entries as usize * entry_size;
         // SAFETY: mapping a fresh shared region of the AF_XDP socket at the kernel's
         // documented page offset for this ring; the result is checked below.
         let map = unsafe {
-            libc::mmap(ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd, pgoff as libc::off_t)
+            libc::mmap(
+                ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                pgoff as libc::off_t,
+            )
         };
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -100,7 +113,15 @@ unsafe impl Send for Xsk {}
 
 fn setsockopt<T>(fd: RawFd, opt: libc::c_int, val: &T) -> io::Result<()> {
     // SAFETY: val points to a live T of the size passed.
-    let r = unsafe { libc::setsockopt(fd, libc::SOL_XDP, opt, val as *const T as *const libc::c_void, std::mem::size_of::<T>() as libc::socklen_t) };
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_XDP,
+            opt,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -125,7 +146,14 @@ impl Xsk {
         let umem_len = nframes as usize * FRAME_SIZE as usize;
         // SAFETY: fresh anonymous private mapping; checked below.
         let umem = unsafe {
-            libc::mmap(ptr::null_mut(), umem_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1, 0)
+            libc::mmap(
+                ptr::null_mut(),
+                umem_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
         };
         if umem == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -137,18 +165,38 @@ impl Xsk {
             unsafe { libc::munmap(umem as *mut libc::c_void, umem_len) };
             e
         };
-        let reg = libc::xdp_umem_reg { addr: umem as u64, len: umem_len as u64, chunk_size: FRAME_SIZE, headroom: 0, flags: 0, tx_metadata_len: 0 };
+        let reg = libc::xdp_umem_reg {
+            addr: umem as u64,
+            len: umem_len as u64,
+            chunk_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
         let s = fd.as_raw_fd();
         setsockopt(s, libc::XDP_UMEM_REG, &reg).map_err(unmap)?;
         let n = nframes as libc::c_int;
-        for opt in [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING, libc::XDP_TX_RING] {
+        for opt in [
+            libc::XDP_UMEM_FILL_RING,
+            libc::XDP_UMEM_COMPLETION_RING,
+            libc::XDP_RX_RING,
+            libc::XDP_TX_RING,
+        ] {
             setsockopt(s, opt, &n).map_err(unmap)?;
         }
         // SAFETY: an all-zero xdp_mmap_offsets is a valid value (plain integers).
         let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
         // SAFETY: off/len point to live, correctly sized values.
-        let r = unsafe { libc::getsockopt(s, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off as *mut _ as *mut libc::c_void, &mut len) };
+        let r = unsafe {
+            libc::getsockopt(
+                s,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                &mut off as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
         if r < 0 {
             return Err(unmap(io::Error::last_os_error()));
         }
@@ -158,20 +206,48 @@ impl Xsk {
                 Ring::map(s, &off.fr, nframes, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?,
                 Ring::map(s, &off.cr, nframes, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?,
                 Ring::map(s, &off.rx, nframes, desc, libc::XDP_PGOFF_RX_RING as u64)?,
-                Ring::map(s, &off.tx, nframes, desc, libc::XDP_PGOFF_TX_RING as u32 as u64)?,
+                Ring::map(
+                    s,
+                    &off.tx,
+                    nframes,
+                    desc,
+                    libc::XDP_PGOFF_TX_RING as u32 as u64,
+                )?,
             ))
         })();
         let (fill, comp, rx, tx) = rings.map_err(unmap)?;
-        let mut xsk = Xsk { fill, comp, rx, tx, fd: Some(fd), umem, umem_len, nframes, zero_copy: false };
+        let mut xsk = Xsk {
+            fill,
+            comp,
+            rx,
+            tx,
+            fd: Some(fd),
+            umem,
+            umem_len,
+            nframes,
+            zero_copy: false,
+        };
         let all: Vec<u64> = (0..nframes as u64).map(|i| i * FRAME_SIZE as u64).collect();
         xsk.fill_submit(&all);
-        let sa = libc::sockaddr_xdp { sxdp_family: libc::AF_XDP as u16, sxdp_flags: libc::XDP_USE_NEED_WAKEUP, sxdp_ifindex: ifindex, sxdp_queue_id: queue, sxdp_shared_umem_fd: 0 };
+        let sa = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: libc::XDP_USE_NEED_WAKEUP,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
+        };
         // A socket closed on this queue a moment ago releases its pool from a
         // workqueue (xp_release_deferred): until then bind says EBUSY. Retry briefly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
             // SAFETY: sa is a live sockaddr_xdp of the size passed.
-            let r = unsafe { libc::bind(s, &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t) };
+            let r = unsafe {
+                libc::bind(
+                    s,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
             if r == 0 {
                 break;
             }
@@ -184,7 +260,16 @@ impl Xsk {
         let mut opts = libc::xdp_options { flags: 0 };
         let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
         // SAFETY: opts/len point to live, correctly sized values.
-        if unsafe { libc::getsockopt(s, libc::SOL_XDP, libc::XDP_OPTIONS, &mut opts as *mut _ as *mut libc::c_void, &mut len) } == 0 {
+        if unsafe {
+            libc::getsockopt(
+                s,
+                libc::SOL_XDP,
+                libc::XDP_OPTIONS,
+                &mut opts as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        } == 0
+        {
             xsk.zero_copy = opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
         }
         Ok(xsk)
@@ -217,7 +302,8 @@ impl Xsk {
             // until we publish the producer index.
             unsafe { (r.desc as *mut u64).add(idx).write(*a) };
         }
-        r.prod().store(prod.wrapping_add(n as u32), Ordering::Release);
+        r.prod()
+            .store(prod.wrapping_add(n as u32), Ordering::Release);
         n
     }
 
@@ -255,7 +341,8 @@ impl Xsk {
     pub fn rx_release(&mut self, n: usize) {
         let r = &self.rx;
         let cons = r.cons().load(Ordering::Relaxed);
-        r.cons().store(cons.wrapping_add(n as u32), Ordering::Release);
+        r.cons()
+            .store(cons.wrapping_add(n as u32), Ordering::Release);
     }
 
     /// Queues frames to send (UMEM offset of the first byte, length); how many fit.
@@ -268,9 +355,18 @@ impl Xsk {
         for (i, &(addr, len)) in descs[..n].iter().enumerate() {
             let idx = (prod.wrapping_add(i as u32) & r.mask) as usize;
             // SAFETY: idx inside the xdp_desc array; the slot is ours until published.
-            unsafe { (r.desc as *mut libc::xdp_desc).add(idx).write(libc::xdp_desc { addr, len, options: 0 }) };
+            unsafe {
+                (r.desc as *mut libc::xdp_desc)
+                    .add(idx)
+                    .write(libc::xdp_desc {
+                        addr,
+                        len,
+                        options: 0,
+                    })
+            };
         }
-        r.prod().store(prod.wrapping_add(n as u32), Ordering::Release);
+        r.prod()
+            .store(prod.wrapping_add(n as u32), Ordering::Release);
         n
     }
 
@@ -286,11 +382,21 @@ impl Xsk {
     /// Kicks the kernel to send what is on the TX ring.
     pub fn kick_tx(&self) -> io::Result<()> {
         // SAFETY: a zero-length sendto on our socket; no buffer is read.
-        let r = unsafe { libc::sendto(self.fd(), ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+        let r = unsafe {
+            libc::sendto(
+                self.fd(),
+                ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null(),
+                0,
+            )
+        };
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN) => Ok(()),
+                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS)
+                | Some(libc::ENETDOWN) => Ok(()),
                 _ => Err(e),
             }
         } else {
@@ -301,7 +407,11 @@ impl Xsk {
     /// Waits up to `timeout_ms` for received packets (also wakes the driver when the
     /// FILL ring needs it).
     pub fn poll_rx(&self, timeout_ms: i32) -> bool {
-        let mut p = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: p is one live pollfd.
         let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
         r > 0
@@ -315,7 +425,9 @@ impl Xsk {
     /// Whether `[addr, addr+len)` (UMEM offsets) lies inside one frame of the UMEM.
     pub fn valid(&self, addr: u64, len: u32) -> bool {
         let f = self.frame_of(addr);
-        addr.checked_add(len as u64).is_some_and(|end| end <= f + FRAME_SIZE as u64) && (f as usize) < self.umem_len
+        addr.checked_add(len as u64)
+            .is_some_and(|end| end <= f + FRAME_SIZE as u64)
+            && (f as usize) < self.umem_len
     }
 
     /// The UMEM bytes `[off, off+len)` (UMEM offsets), if they lie inside one frame.
@@ -335,7 +447,15 @@ impl Xsk {
         let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
         // SAFETY: st/len point to live, correctly sized values.
-        let r = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, &mut st as *mut _ as *mut libc::c_void, &mut len) };
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                &mut st as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
         (r == 0).then_some(st)
     }
 }

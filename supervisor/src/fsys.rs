@@ -76,14 +76,7 @@ fn bpffs_statfs(mut st: libc::statfs) -> Vec<u8> {
     st.f_bavail = 0;
     st.f_files = 0;
     st.f_ffree = 0;
-    // SAFETY: statfs is plain old data; viewing it as bytes is sound.
-    let b = unsafe {
-        std::slice::from_raw_parts(
-            &st as *const libc::statfs as *const u8,
-            std::mem::size_of::<libc::statfs>(),
-        )
-    };
-    b.to_vec()
+    crate::sys::statfs::as_bytes(&st)
 }
 
 fn statfs_of(call: &Call<'_>, fd: OwnedFd, buf: u64) -> Reply {
@@ -93,13 +86,9 @@ fn statfs_of(call: &Call<'_>, fd: OwnedFd, buf: u64) -> Reply {
     if !call.daemon.is_bpffs_dev(st.st_dev) {
         return Reply::Continue;
     }
-    let mut sfs = std::mem::MaybeUninit::<libc::statfs>::zeroed();
-    // SAFETY: fstatfs writes a `struct statfs` into the valid, sized buffer.
-    if unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(&fd), sfs.as_mut_ptr()) } != 0 {
+    let Ok(sfs) = crate::sys::statfs::fstatfs(fd.as_fd()) else {
         return Reply::Continue;
-    }
-    // SAFETY: fstatfs succeeded and initialized the whole struct (zeroed before).
-    let sfs = unsafe { sfs.assume_init() };
+    };
     match call.write(buf, &bpffs_statfs(sfs)) {
         Ok(()) => {
             call.trace(|| "statfs on bpffs = BPF_FS_MAGIC".into());

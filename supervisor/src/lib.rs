@@ -5,14 +5,18 @@
 //! - [`daemon`]: the daemon (socket, notification threads, status, collection).
 //! - [`call`]: what a handler receives and returns; [`registry`]: the objects.
 //! - [`bpf`]: bpf(2), one module per command family; [`fsys`]: statfs/fstatfs/mount.
-//! - [`btf`]: the BTF parser; [`sys`]: the kernel interfaces (all `unsafe` lives there).
+//! - [`nl`]: sendto/sendmsg/recvfrom/recvmsg on rtnetlink sockets (wiring of [`netlink`]).
+//! - [`epoll`]: epoll_ctl on ring buffer map fds.
+//! - [`btf`]: the BTF parser; [`sys`]: the kernel interfaces (their `unsafe` lives there).
 
 pub mod bpf;
 pub mod btf;
 pub mod call;
 pub mod daemon;
+pub mod epoll;
 pub mod fsys;
 pub mod netlink;
+pub mod nl;
 pub mod proto;
 pub mod registry;
 pub mod run;

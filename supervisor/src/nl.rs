@@ -4,7 +4,7 @@
 //! replies show the emulated attachments. Other sockets: CONTINUE (no policy).
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use bpftime_netdev::{AttachSpec, AttachmentId};
@@ -12,8 +12,8 @@ use bpftime_netdev::{AttachSpec, AttachmentId};
 use crate::call::{Call, Reply};
 use crate::netlink::msg::LinkTarget;
 use crate::netlink::{
-    self, DevXdpState, DriverXdp, FdSocket, ProgHandle, ReplyQueue, SendOutcome, XdpAttachInfo, XdpChange,
-    XdpError, XdpMode,
+    self, DevXdpState, DriverXdp, FdSocket, ProgHandle, ReplyQueue, SendOutcome, XdpAttachInfo,
+    XdpChange, XdpError, XdpMode,
 };
 use crate::registry::{Key, Kind, Object};
 use crate::sys::pidfd;
@@ -23,6 +23,8 @@ struct SockState {
     queue: ReplyQueue,
     sock: FdSocket,
     aux: FdSocket,
+    /// The socket's network namespace (its requests act there, not in the thread's).
+    netns: crate::sys::netns::NetnsRef,
 }
 
 /// Emulated XDP state of one device (of one netns).
@@ -30,7 +32,7 @@ struct SockState {
 pub struct DevState {
     pub xdp: DevXdpState,
     /// Netlink attachments per mode: the data plane's handle and the program held.
-    atts: HashMap<XdpMode, (AttachmentId, Arc<Object>)>,
+    pub atts: HashMap<XdpMode, (AttachmentId, Arc<Object>)>,
 }
 
 /// The daemon's netlink state.
@@ -45,7 +47,9 @@ pub struct NlState {
 
 /// The netns inode of the calling thread.
 pub fn netns_ino(call: &Call<'_>) -> Result<u64, i32> {
-    nix::sys::stat::stat(&call.proc_path("ns/net")).map(|s| s.st_ino).map_err(|_| libc::ESRCH)
+    nix::sys::stat::stat(&call.proc_path("ns/net"))
+        .map(|s| s.st_ino)
+        .map_err(|_| libc::ESRCH)
 }
 
 fn socket_of(call: &Call<'_>, fd: i32) -> Option<Arc<Mutex<SockState>>> {
@@ -67,9 +71,15 @@ fn socket_of(call: &Call<'_>, fd: i32) -> Option<Arc<Mutex<SockState>>> {
         return None;
     }
     let aux = dup.try_clone().ok()?;
+    let netns = crate::sys::netns::of_socket(&dup).ok()?;
     let mut sock = FdSocket::new(dup);
     sock.timeout_ms = 200;
-    let st = Arc::new(Mutex::new(SockState { queue: ReplyQueue::default(), sock, aux: FdSocket::new(aux) }));
+    let st = Arc::new(Mutex::new(SockState {
+        queue: ReplyQueue::default(),
+        sock,
+        aux: FdSocket::new(aux),
+        netns,
+    }));
     nl.socks.lock().unwrap().insert(key, st.clone());
     Some(st)
 }
@@ -78,14 +88,20 @@ fn socket_of(call: &Call<'_>, fd: i32) -> Option<Arc<Mutex<SockState>>> {
 struct Backend<'c, 'a> {
     call: &'c Call<'a>,
     aux: &'c FdSocket,
+    /// The socket's netns: identity and a path to enter it.
     ns: u64,
+    nspath: std::path::PathBuf,
 }
 
 impl netlink::XdpBackend for Backend<'_, '_> {
     fn resolve_prog_fd(&mut self, fd: i32) -> Result<ProgHandle, i32> {
         let o = self.call.object(fd, Kind::Prog, libc::EINVAL)?;
         let p = &o.as_prog().unwrap().prog;
-        Ok(ProgHandle { id: o.id, prog_type: p.prog_type, expected_attach_type: p.expected_attach_type })
+        Ok(ProgHandle {
+            id: o.id,
+            prog_type: p.prog_type,
+            expected_attach_type: p.expected_attach_type,
+        })
     }
 
     fn resolve_target(&mut self, target: &LinkTarget) -> Option<u32> {
@@ -99,7 +115,16 @@ impl netlink::XdpBackend for Backend<'_, '_> {
     fn device(&mut self, ifindex: u32) -> Option<(DevXdpState, DriverXdp)> {
         self.aux.ifname_of(ifindex).ok()?;
         let drv = self.aux.driver_of(ifindex).unwrap_or_default();
-        let st = self.call.daemon.nl.devs.lock().unwrap().get(&(self.ns, ifindex)).map(|d| d.xdp).unwrap_or_default();
+        let st = self
+            .call
+            .daemon
+            .nl
+            .devs
+            .lock()
+            .unwrap()
+            .get(&(self.ns, ifindex))
+            .map(|d| d.xdp)
+            .unwrap_or_default();
         Some((st, DriverXdp::for_driver(&drv)))
     }
 
@@ -110,12 +135,20 @@ impl netlink::XdpBackend for Backend<'_, '_> {
         let old = dev.atts.remove(&change.mode);
         match change.new {
             Some(p) => {
-                let obj = d.registry.lock().unwrap().by_id(Kind::Prog, p.id).ok_or(XdpError::bare(libc::EINVAL))?;
-                let program: Arc<dyn bpftime_netdev::XdpProgram> =
-                    Arc::new(bpftime_netdev::VmProgram::new(obj.as_prog().unwrap().prog.vm.clone()));
+                let obj = d
+                    .registry
+                    .lock()
+                    .unwrap()
+                    .by_id(Kind::Prog, p.id)
+                    .ok_or(XdpError::bare(libc::EINVAL))?;
+                let program: Arc<dyn bpftime_netdev::XdpProgram> = Arc::new(
+                    bpftime_netdev::VmProgram::new(obj.as_prog().unwrap().prog.vm.clone()),
+                );
                 let id = match &old {
                     Some((id, _)) => {
-                        d.dataplane.replace(*id, program).map_err(|e| XdpError::bare(e.errno()))?;
+                        d.dataplane
+                            .replace(*id, program)
+                            .map_err(|e| XdpError::bare(e.errno()))?;
                         *id
                     }
                     None => {
@@ -125,14 +158,16 @@ impl netlink::XdpBackend for Backend<'_, '_> {
                             XdpMode::Hw => return Err(XdpError::bare(libc::EOPNOTSUPP)),
                         };
                         let spec = AttachSpec {
-                            netns: Some(self.call.proc_path("ns/net")),
+                            netns: Some(self.nspath.clone()),
                             ifindex,
                             mode,
                             program,
                             queues: None,
                             cpu_pinning: false,
                         };
-                        d.dataplane.attach(spec).map_err(|e| XdpError::bare(e.errno()))?
+                        d.dataplane
+                            .attach(spec)
+                            .map_err(|e| XdpError::bare(e.errno()))?
                     }
                 };
                 d.registry.lock().unwrap().hold(&obj);
@@ -148,13 +183,16 @@ impl netlink::XdpBackend for Backend<'_, '_> {
             d.registry.lock().unwrap().release(&o);
         }
         dev.xdp.apply(change);
-        self.call.trace(|| format!("  netlink XDP on ifindex {ifindex}: {change:?}"));
+        self.call
+            .trace(|| format!("  netlink XDP on ifindex {ifindex}: {change:?}"));
         Ok(())
     }
 
     fn attachment_of(&mut self, ifindex: u32) -> Option<XdpAttachInfo> {
         let devs = self.call.daemon.nl.devs.lock().unwrap();
-        devs.get(&(self.ns, ifindex)).filter(|d| d.xdp.count() > 0).map(|d| d.xdp.attach_info())
+        devs.get(&(self.ns, ifindex))
+            .filter(|d| d.xdp.count() > 0)
+            .map(|d| d.xdp.attach_info())
     }
 }
 
@@ -173,18 +211,32 @@ fn to_kernel(call: &Call<'_>, addr: u64, len: u32) -> Option<bool> {
 }
 
 fn send(call: &Call<'_>, fd: i32, payload: impl FnOnce() -> Option<Vec<u8>>, flags: i32) -> Reply {
-    let Some(st) = socket_of(call, fd) else { return Reply::Continue };
+    let Some(st) = socket_of(call, fd) else {
+        return Reply::Continue;
+    };
     if flags & libc::MSG_OOB != 0 {
         return Reply::Continue;
     }
-    let Some(buf) = payload() else { return Reply::Continue };
-    if matches!(netlink::classify_send(&buf), netlink::SendAction::Continue) {
+    let Some(buf) = payload() else {
+        return Reply::Continue;
+    };
+    if !matches!(netlink::classify_send(&buf), netlink::SendAction::Handle(_)) {
         return Reply::Continue;
     }
-    let Ok(ns) = netns_ino(call) else { return Reply::Continue };
     let mut st = st.lock().unwrap();
-    let SockState { queue, sock, aux } = &mut *st;
-    let mut be = Backend { call, aux, ns };
+    let SockState {
+        queue,
+        sock,
+        aux,
+        netns,
+    } = &mut *st;
+    let (ns, nspath) = (netns.ino, netns.path());
+    let mut be = Backend {
+        call,
+        aux,
+        ns,
+        nspath,
+    };
     match netlink::handle_send(&buf, queue, sock, &mut be) {
         SendOutcome::Continue => Reply::Continue,
         SendOutcome::Return(n) if n >= 0 => Reply::Value(n as i64),
@@ -194,15 +246,23 @@ fn send(call: &Call<'_>, fd: i32, payload: impl FnOnce() -> Option<Vec<u8>>, fla
 
 /// sendto(fd, buf, len, flags, dest_addr, addrlen).
 pub fn sendto(call: &Call<'_>) -> Reply {
-    let (fd, buf, len, flags) = (call.arg(0) as i32, call.arg(1), call.arg(2) as usize, call.arg(3) as i32);
+    let (fd, buf, len, flags) = (
+        call.arg(0) as i32,
+        call.arg(1),
+        call.arg(2) as usize,
+        call.arg(3) as i32,
+    );
     if to_kernel(call, call.arg(4), call.arg(5) as u32) != Some(true) {
         return Reply::Continue;
     }
     send(call, fd, || call.read(buf, len.min(1 << 20)).ok(), flags)
 }
 
-/// The iovecs of a msghdr: (msghdr bytes, [(base, len)]).
-fn msghdr(call: &Call<'_>, addr: u64) -> Option<(Vec<u8>, Vec<(u64, usize)>)> {
+/// (base, len) of each iovec.
+type Iovecs = Vec<(u64, usize)>;
+
+/// The iovecs of a msghdr: (msghdr bytes, iovecs).
+fn msghdr(call: &Call<'_>, addr: u64) -> Option<(Vec<u8>, Iovecs)> {
     let h = call.read(addr, 56).ok()?;
     let iov = u64::from_ne_bytes(h[16..24].try_into().unwrap());
     let n = u64::from_ne_bytes(h[24..32].try_into().unwrap()) as usize;
@@ -212,7 +272,12 @@ fn msghdr(call: &Call<'_>, addr: u64) -> Option<(Vec<u8>, Vec<(u64, usize)>)> {
     let raw = call.read(iov, n * 16).ok()?;
     let v = raw
         .chunks(16)
-        .map(|c| (u64::from_ne_bytes(c[..8].try_into().unwrap()), u64::from_ne_bytes(c[8..].try_into().unwrap()) as usize))
+        .map(|c| {
+            (
+                u64::from_ne_bytes(c[..8].try_into().unwrap()),
+                u64::from_ne_bytes(c[8..].try_into().unwrap()) as usize,
+            )
+        })
         .collect();
     Some((h, v))
 }
@@ -220,7 +285,9 @@ fn msghdr(call: &Call<'_>, addr: u64) -> Option<(Vec<u8>, Vec<(u64, usize)>)> {
 /// sendmsg(fd, msg, flags).
 pub fn sendmsg(call: &Call<'_>) -> Reply {
     let (fd, msg, flags) = (call.arg(0) as i32, call.arg(1), call.arg(2) as i32);
-    let Some((h, iovs)) = msghdr(call, msg) else { return Reply::Continue };
+    let Some((h, iovs)) = msghdr(call, msg) else {
+        return Reply::Continue;
+    };
     let name = u64::from_ne_bytes(h[0..8].try_into().unwrap());
     let namelen = u32::from_ne_bytes(h[8..12].try_into().unwrap());
     if to_kernel(call, name, namelen) != Some(true) {
@@ -240,17 +307,40 @@ pub fn sendmsg(call: &Call<'_>) -> Reply {
     )
 }
 
-fn recv(call: &Call<'_>, fd: i32, len: usize, flags: i32) -> Result<Option<netlink::Received>, i32> {
-    let Some(st) = socket_of(call, fd) else { return Ok(None) };
-    let ns = netns_ino(call)?;
+fn recv(
+    call: &Call<'_>,
+    fd: i32,
+    len: usize,
+    flags: i32,
+) -> Result<Option<netlink::Received>, i32> {
+    let Some(st) = socket_of(call, fd) else {
+        return Ok(None);
+    };
     let mut st = st.lock().unwrap();
-    let nonblock = nix::fcntl::fcntl(st.sock.raw_fd_borrow(), nix::fcntl::FcntlArg::F_GETFL)
-        .map(|f| f & libc::O_NONBLOCK != 0)
-        .unwrap_or(false);
+    // The file's O_NONBLOCK, from the target's fdinfo (flags in octal).
+    let nonblock = std::fs::read_to_string(call.proc_path(&format!("fdinfo/{fd}")))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("flags:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| i32::from_str_radix(&v, 8).ok())
+        .is_some_and(|f| f & libc::O_NONBLOCK != 0);
     let wait = flags & libc::MSG_DONTWAIT == 0 && !nonblock;
     loop {
-        let SockState { queue, sock, aux } = &mut *st;
-        let mut be = Backend { call, aux, ns };
+        let SockState {
+            queue,
+            sock,
+            aux,
+            netns,
+        } = &mut *st;
+        let (ns, nspath) = (netns.ino, netns.path());
+        let mut be = Backend {
+            call,
+            aux,
+            ns,
+            nspath,
+        };
         match netlink::handle_recv(len, flags, wait, queue, sock, &mut be) {
             Ok(r) => return Ok(Some(r)),
             Err(libc::EAGAIN) if wait => {
@@ -265,7 +355,12 @@ fn recv(call: &Call<'_>, fd: i32, len: usize, flags: i32) -> Result<Option<netli
 
 /// recvfrom(fd, buf, len, flags, src_addr, addrlen).
 pub fn recvfrom(call: &Call<'_>) -> Reply {
-    let (fd, buf, len, flags) = (call.arg(0) as i32, call.arg(1), call.arg(2) as usize, call.arg(3) as i32);
+    let (fd, buf, len, flags) = (
+        call.arg(0) as i32,
+        call.arg(1),
+        call.arg(2) as usize,
+        call.arg(3) as i32,
+    );
     match recv(call, fd, len, flags) {
         Ok(None) => Reply::Continue,
         Err(e) => Reply::Errno(e),
@@ -291,7 +386,9 @@ pub fn recvfrom(call: &Call<'_>) -> Reply {
 /// recvmsg(fd, msg, flags).
 pub fn recvmsg(call: &Call<'_>) -> Reply {
     let (fd, msg, flags) = (call.arg(0) as i32, call.arg(1), call.arg(2) as i32);
-    let Some((h, iovs)) = msghdr(call, msg) else { return Reply::Continue };
+    let Some((h, iovs)) = msghdr(call, msg) else {
+        return Reply::Continue;
+    };
     let total: usize = iovs.iter().map(|(_, l)| *l).sum();
     match recv(call, fd, total, flags) {
         Ok(None) => Reply::Continue,
@@ -329,30 +426,25 @@ pub fn recvmsg(call: &Call<'_>) -> Reply {
 pub fn link_attached(call: &Call<'_>, ns: u64, ifindex: u32, drv: bool, prog_id: u32) {
     let mut devs = call.daemon.nl.devs.lock().unwrap();
     let dev = devs.entry((ns, ifindex)).or_default();
-    let slot = if drv { &mut dev.xdp.drv } else { &mut dev.xdp.skb };
-    *slot = Some(netlink::Slot { prog_id, link: true });
+    let slot = if drv {
+        &mut dev.xdp.drv
+    } else {
+        &mut dev.xdp.skb
+    };
+    *slot = Some(netlink::Slot {
+        prog_id,
+        link: true,
+    });
 }
 
 /// The link's attachment went away.
 pub fn link_detached(nl: &NlState, ns: u64, ifindex: u32, drv: bool) {
     if let Some(dev) = nl.devs.lock().unwrap().get_mut(&(ns, ifindex)) {
-        let slot = if drv { &mut dev.xdp.drv } else { &mut dev.xdp.skb };
+        let slot = if drv {
+            &mut dev.xdp.drv
+        } else {
+            &mut dev.xdp.skb
+        };
         *slot = None;
     }
-}
-
-trait RawBorrow {
-    fn raw_fd_borrow(&self) -> std::os::fd::BorrowedFd<'_>;
-}
-impl RawBorrow for FdSocket {
-    fn raw_fd_borrow(&self) -> std::os::fd::BorrowedFd<'_> {
-        // SAFETY: the fd is owned by `self` and outlives the borrow.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.raw()) }
-    }
-}
-
-/// Unused-import guard for AsFd on some toolchains.
-#[allow(dead_code)]
-fn _as_fd(f: &OwnedFd) -> std::os::fd::BorrowedFd<'_> {
-    f.as_fd()
 }

@@ -72,6 +72,10 @@ pub struct LinkObj {
     pub attach_type: u32,
     /// The data plane attachment this link owns (None once detached).
     pub attachment: Mutex<Option<bpftime_netdev::AttachmentId>>,
+    /// Network namespace (inode) of the device.
+    pub netns_ino: u64,
+    /// Native (true) or generic mode.
+    pub drv: bool,
 }
 
 /// What an object is.
@@ -266,8 +270,8 @@ impl Registry {
             }
             stack.extend(o.refs());
             if let Some(m) = o.as_map() {
-                for inner in crate::bpf::map_refs(m) {
-                    if let Some(obj) = self.map_object(&inner) {
+                for (kind, id) in crate::bpf::map_refs(m) {
+                    if let Some(obj) = self.by_id(kind, id) {
                         stack.push(obj);
                     }
                 }

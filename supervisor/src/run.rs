@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use nix::mount::{mount, MsFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use nix::unistd::ForkResult;
 use tracing::debug;
 
 use crate::proto::{self, LineReader, Request};
@@ -35,7 +35,17 @@ pub struct RunOpts {
 }
 
 /// The syscalls the filter sends to the daemon.
-pub const NOTIFIED: &[i32] = &[nr::BPF, nr::STATFS, nr::FSTATFS, nr::MOUNT];
+pub const NOTIFIED: &[i32] = &[
+    nr::BPF,
+    nr::STATFS,
+    nr::FSTATFS,
+    nr::MOUNT,
+    nr::SENDTO,
+    nr::SENDMSG,
+    nr::RECVFROM,
+    nr::RECVMSG,
+    nr::EPOLL_CTL,
+];
 
 /// Connects to the daemon at `socket`, starting one if none answers.
 pub fn connect_or_start(socket: &Path) -> anyhow::Result<UnixStream> {
@@ -63,7 +73,25 @@ pub fn connect_or_start(socket: &Path) -> anyhow::Result<UnixStream> {
         bpftime.display(),
         socket.display()
     );
-    let mut child = std::process::Command::new(&bpftime)
+    // The daemon is one per host: start it in the host's mount and network
+    // namespaces even when bpftime-run itself runs inside others (`ip netns exec`),
+    // so its bpffs mount is the one every later bpftime-run finds.
+    let ns_of = |p: &str| nix::sys::stat::stat(p).map(|s| (s.st_dev, s.st_ino)).ok();
+    // (Only when pid 1's namespaces can be read and differ: in a sandbox where pid 1
+    // is out of reach, start it where we are.)
+    let differs = |a: &str, b: &str| matches!((ns_of(a), ns_of(b)), (Some(x), Some(y)) if x != y);
+    let foreign = differs("/proc/self/ns/mnt", "/proc/1/ns/mnt")
+        || differs("/proc/self/ns/net", "/proc/1/ns/net");
+    let mut cmd = match (foreign, crate::run::which("nsenter")) {
+        (true, Some(nsenter)) => {
+            let mut c = std::process::Command::new(nsenter);
+            c.args(["--mount=/proc/1/ns/mnt", "--net=/proc/1/ns/net", "--"])
+                .arg(&bpftime);
+            c
+        }
+        _ => std::process::Command::new(&bpftime),
+    };
+    let mut child = cmd
         .arg("daemon")
         .arg("--socket")
         .arg(socket)
@@ -76,8 +104,9 @@ pub fn connect_or_start(socket: &Path) -> anyhow::Result<UnixStream> {
     let start = Instant::now();
     loop {
         if let Ok(s) = UnixStream::connect(socket) {
-            // Reap the daemon launcher in the background (the daemon itself runs on).
-            std::thread::spawn(move || child.wait());
+            // The daemon runs on after we exit (no waiter thread: we fork later and
+            // must stay single-threaded).
+            drop(child);
             return Ok(s);
         }
         if let Ok(Some(st)) = child.try_wait() {
@@ -98,6 +127,17 @@ pub fn connect_or_start(socket: &Path) -> anyhow::Result<UnixStream> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Finds `prog` on PATH or in the sbin directories.
+pub fn which(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file());
+    found
 }
 
 fn own_caps() -> u64 {
@@ -135,36 +175,94 @@ pub fn run(opts: RunOpts) -> anyhow::Result<i32> {
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()?;
     let (exec_r, exec_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // The child hands its listener over without sendmsg (which its own filter would
+    // send to the daemon that is still waiting for that listener): it writes the fd
+    // number to `lst`, the parent takes the fd with pidfd_getfd, registers it and
+    // answers on `ack`.
+    let (lst_r, lst_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (ack_r, ack_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let need_nnp = own_caps() & (1 << crate::call::cap::SYS_ADMIN) == 0;
 
-    // SAFETY: bpftime-run is single-threaded here (no thread was started), so the
-    // child may run ordinary code until exec.
-    match unsafe { fork() }? {
+    match crate::sys::process::fork_single_threaded()? {
         ForkResult::Child => {
             drop(exec_r);
-            let err = child(&opts, &conn, &daemon_bpffs, need_nnp, &args);
+            drop(lst_r);
+            drop(ack_w);
+            drop(conn);
+            let err = child(&opts, &daemon_bpffs, need_nnp, &args, lst_w, ack_r);
             let code = err.raw_os_error().unwrap_or(libc::EINVAL);
             let _ = nix::unistd::write(&exec_w, &code.to_ne_bytes());
             let _ = nix::unistd::write(
                 std::io::stderr(),
                 format!("bpftime-run: {err}\n").as_bytes(),
             );
-            // SAFETY: _exit ends the forked child without running the parent's destructors.
-            unsafe { libc::_exit(127) };
+            crate::sys::process::exit_now(127);
         }
         ForkResult::Parent { child } => {
             drop(exec_w);
+            drop(lst_w);
+            drop(ack_r);
+            register(&opts, &conn, child, lst_r, ack_w);
             parent(opts, conn, child, exec_r)
         }
     }
 }
 
-fn child(
+/// Parent side of the hand-over: take the child's listener, register it, ack.
+fn register(
     opts: &RunOpts,
     conn: &UnixStream,
+    child: nix::unistd::Pid,
+    lst_r: OwnedFd,
+    ack_w: OwnedFd,
+) {
+    let mut b = [0u8; 4];
+    let mut f = std::fs::File::from(lst_r);
+    if f.read_exact(&mut b).is_err() {
+        return; // The child failed before installing the filter; exec_r tells why.
+    }
+    let ok = (|| -> anyhow::Result<()> {
+        let pid = child.as_raw() as u32;
+        let pidfd = crate::sys::pidfd::open(pid).map_err(std::io::Error::from_raw_os_error)?;
+        let listener = crate::sys::pidfd::getfd(&pidfd, i32::from_ne_bytes(b))
+            .map_err(std::io::Error::from_raw_os_error)
+            .context("taking the listener with pidfd_getfd")?;
+        proto::send(
+            conn,
+            &Request::Register {
+                pid,
+                trace: opts.trace,
+            },
+            &[listener.as_raw_fd()],
+        )?;
+        drop(listener);
+        let mut reader = LineReader::new();
+        match reader.next(conn)? {
+            Some((line, _))
+                if serde_json::from_slice::<serde_json::Value>(&line)
+                    .is_ok_and(|v| v["ok"] == true) =>
+            {
+                Ok(())
+            }
+            other => bail!(
+                "the daemon refused the target: {:?}",
+                other.map(|(l, _)| String::from_utf8_lossy(&l).into_owned())
+            ),
+        }
+    })();
+    if let Err(e) = &ok {
+        eprintln!("bpftime-run: {e:#}");
+    }
+    let _ = nix::unistd::write(&ack_w, if ok.is_ok() { b"1" } else { b"0" });
+}
+
+fn child(
+    opts: &RunOpts,
     daemon_bpffs: &Path,
     need_nnp: bool,
     args: &[CString],
+    lst_w: OwnedFd,
+    ack_r: OwnedFd,
 ) -> std::io::Error {
     let r = (|| -> std::io::Result<std::convert::Infallible> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
@@ -187,23 +285,14 @@ fn child(
         )?;
         let filter = seccomp::build_filter(NOTIFIED);
         let listener: OwnedFd = seccomp::install(&filter, need_nnp)?;
-        let pid = std::process::id();
-        proto::send(
-            conn,
-            &Request::Register {
-                pid,
-                trace: opts.trace,
-            },
-            &[listener.as_raw_fd()],
-        )?;
-        drop(listener);
-        let mut reader = LineReader::new();
-        match reader.next(conn)? {
-            Some((line, _))
-                if serde_json::from_slice::<serde_json::Value>(&line)
-                    .is_ok_and(|v| v["ok"] == true) => {}
-            _ => return Err(std::io::Error::other("the daemon refused the target")),
+        // From here on only unfiltered syscalls (write, read, close, execve).
+        nix::unistd::write(&lst_w, &listener.as_raw_fd().to_ne_bytes())?;
+        let mut ack = [0u8; 1];
+        let n = nix::unistd::read(&ack_r, &mut ack)?;
+        if n != 1 || ack[0] != b'1' {
+            return Err(std::io::Error::other("the daemon did not take the target"));
         }
+        drop(listener);
         let e = nix::unistd::execvp(&args[0], args).unwrap_err();
         Err(std::io::Error::from_raw_os_error(e as i32))
     })();
@@ -212,7 +301,6 @@ fn child(
         Ok(never) => match never {},
     }
 }
-
 fn exit_code(st: WaitStatus) -> Option<i32> {
     match st {
         WaitStatus::Exited(_, c) => Some(c),
@@ -228,11 +316,7 @@ fn parent(
     exec_r: OwnedFd,
 ) -> anyhow::Result<i32> {
     // Let the child take terminal signals; we report its status.
-    // SAFETY: setting SIG_IGN installs no handler code.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-    }
+    crate::sys::process::ignore_terminal_signals();
     let mut buf = [0u8; 4];
     let n = std::fs::File::from(exec_r).read(&mut buf).unwrap_or(0);
     if n == 4 {

@@ -20,8 +20,9 @@ fn env_u32(name: &str, default: u32) -> u32 {
 }
 
 fn main() {
-    // `cargo test --benches` passes --bench-less args; only run when benchmarking
-    if std::env::args().any(|a| a == "--list") {
+    // `cargo bench` passes --bench; `cargo test --benches` does not: then only say how to run
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("vm_vs_kernel: run it with `cargo bench -p bpftime-tests --bench vm_vs_kernel`");
         return;
     }
     for need in [Need::Root, Need::Bpf] {

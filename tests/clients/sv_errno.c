@@ -114,7 +114,9 @@ int main(void)
 	struct bpf_insn noexit[1] = { { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 0 } };
 	char log[4096];
 #define PROG(type, insns, cnt, lic) (clr(), put32(0, type), put32(4, cnt), put64(8, (unsigned long)(insns)), put64(16, (unsigned long)(lic)))
-	PROG(BPF_PROG_TYPE_XDP, ok, 2, "GPL"); report("prog ok", sys(BPF_PROG_LOAD, attr, 144));
+	PROG(BPF_PROG_TYPE_XDP, ok, 2, "GPL");
+	int prog = sys(BPF_PROG_LOAD, attr, 144);
+	report("prog ok", prog);
 	PROG(BPF_PROG_TYPE_XDP, ok, 0, "GPL"); report("prog insn_cnt 0", sys(BPF_PROG_LOAD, attr, 144));
 	PROG(BPF_PROG_TYPE_XDP, 8, 2, "GPL"); report("prog bad insns ptr", sys(BPF_PROG_LOAD, attr, 144));
 	PROG(BPF_PROG_TYPE_XDP, ok, 2, 8); report("prog bad license ptr", sys(BPF_PROG_LOAD, attr, 144));
@@ -154,6 +156,41 @@ int main(void)
 	clr(); put32(0, 0xfffffff0u); report("prog fd by missing id", sys(BPF_PROG_GET_FD_BY_ID, attr, 12));
 	clr(); put32(0, 0xfffffff0u); report("btf fd by missing id", sys(BPF_BTF_GET_FD_BY_ID, attr, 12));
 	clr(); put32(0, 0xfffffff0u); report("link fd by missing id", sys(BPF_LINK_GET_FD_BY_ID, attr, 12));
+
+	/* fd-holding maps */
+	{
+		int pa = map_create(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4, 0);
+		unsigned k0 = 0, k9 = 9, got = 0, pfd = prog, hfd = hash, bad = 9999;
+		struct bpf_prog_info pi = { 0 };
+		clr(); put32(0, prog); put32(4, sizeof(pi)); put64(8, (unsigned long)&pi);
+		sys(BPF_OBJ_GET_INFO_BY_FD, attr, 16);
+		report("prog array create", pa);
+		report("prog array update", ELEM(BPF_MAP_UPDATE_ELEM, pa, &k0, &pfd, 0));
+		report("prog array lookup", ELEM(BPF_MAP_LOOKUP_ELEM, pa, &k0, &got, 0));
+		printf("prog array holds the prog id: %d\n", got == pi.id);
+		report("prog array update with a map fd", ELEM(BPF_MAP_UPDATE_ELEM, pa, &k0, &hfd, 0));
+		report("prog array update bad fd", ELEM(BPF_MAP_UPDATE_ELEM, pa, &k0, &bad, 0));
+		report("prog array update out of range", ELEM(BPF_MAP_UPDATE_ELEM, pa, &k9, &pfd, 0));
+		report("prog array update noexist", ELEM(BPF_MAP_UPDATE_ELEM, pa, &k0, &pfd, BPF_NOEXIST));
+		report("prog array delete", ELEM(BPF_MAP_DELETE_ELEM, pa, &k0, 0, 0));
+		report("prog array delete again", ELEM(BPF_MAP_DELETE_ELEM, pa, &k0, 0, 0));
+		int inner = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 4, 0);
+		clr(); put32(0, BPF_MAP_TYPE_ARRAY_OF_MAPS); put32(4, 4); put32(8, 4); put32(12, 2); put32(20, inner);
+		int outer = sys(BPF_MAP_CREATE, attr, 72);
+		report("array of maps create", outer);
+		clr(); put32(0, BPF_MAP_TYPE_ARRAY_OF_MAPS); put32(4, 4); put32(8, 4); put32(12, 2); put32(20, 9999);
+		report("array of maps bad inner fd", sys(BPF_MAP_CREATE, attr, 72));
+		unsigned ifd = inner;
+		struct bpf_map_info mi = { 0 };
+		clr(); put32(0, inner); put32(4, sizeof(mi)); put64(8, (unsigned long)&mi);
+		sys(BPF_OBJ_GET_INFO_BY_FD, attr, 16);
+		report("array of maps update", ELEM(BPF_MAP_UPDATE_ELEM, outer, &k0, &ifd, 0));
+		got = 0;
+		report("array of maps lookup", ELEM(BPF_MAP_LOOKUP_ELEM, outer, &k0, &got, 0));
+		printf("array of maps holds the inner id: %d\n", got == mi.id);
+		report("array of maps incompatible inner", ELEM(BPF_MAP_UPDATE_ELEM, outer, &k0, &hfd, 0));
+		report("array of maps update with a prog fd", ELEM(BPF_MAP_UPDATE_ELEM, outer, &k0, &pfd, 0));
+	}
 
 	/* misc */
 	clr(); put32(0, 9999); report("test run bad fd", sys(BPF_PROG_TEST_RUN, attr, 80));

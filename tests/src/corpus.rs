@@ -358,6 +358,15 @@ static CORPUS: &[CorpusProg] = &[
         helpers: &[LOOKUP, KTIME],
     },
     CorpusProg {
+        file: "signed_ops",
+        prog: "signed_ops",
+        covers: "v4 instructions: sign-extending loads (ldsx) and moves (movsx), sdiv/smod 64 and \
+                 32 bit (v3: the same results from unsigned division), arsh, bswap16/32/64",
+        setup: &[],
+        volatile_maps: &[],
+        helpers: &[],
+    },
+    CorpusProg {
         file: "tcp_flags",
         prog: "tcp_flags",
         covers: "TCP flags and data offset bounds; per-bit counters in a bounded loop",

@@ -672,6 +672,9 @@ fn adjust_meta() {
             u32_at(&section(&k, ".bss"), 0) as usize,
             cases.last().unwrap().input.len()
         );
+        // repeat: BPF_PROG_TEST_RUN runs each repetition on what the previous one left
+        let r = k.run_repeat(prog.prog, &cases[0].input, 3).unwrap();
+        assert_eq!(r.meta_len, 8 + 8 + 8, "repeat 3 ({fl})");
     });
 }
 
@@ -874,6 +877,67 @@ fn tcp_flags() {
     });
 }
 
+/// The model of signed_ops.c: its 14 results for frame `p`, or None (too short).
+fn signed_model(p: &[u8]) -> Option<[i64; 14]> {
+    if p.len() < 30 {
+        return None;
+    }
+    let a8 = p[14] as i8 as i64;
+    let a16 = i16::from_ne_bytes([p[16], p[17]]) as i64;
+    let a32 = i32::from_ne_bytes(p[18..22].try_into().unwrap()) as i64;
+    let mut d = p[22] as i8 as i64;
+    if d == 0 || d == -1 {
+        d = -7;
+    }
+    let len = p.len() as u64;
+    Some([
+        a8,
+        a16,
+        a32,
+        (a32 * 1000003).wrapping_div(d),
+        (a32 * 999983).wrapping_rem(d),
+        (a32 as i32).wrapping_div(d as i32) as i64,
+        ((a32 as i32) ^ 0x5a5a).wrapping_rem(d as i32) as i64,
+        a16.wrapping_div(d * 3),
+        ((len << 58) as i64) >> 58,
+        ((((a8 as i32 as u32) << 24) as i32) >> 28) as i64,
+        u32::from_be_bytes(p[14..18].try_into().unwrap()) as i64,
+        u64::from_be_bytes(p[14..22].try_into().unwrap()) as i64,
+        ((len as u32).wrapping_mul(2731) as i16) as i64,
+        ((a16 >> 3) as i8) as i64,
+    ])
+}
+
+#[test]
+fn signed_ops() {
+    for_both("signed_ops", |prog, fl| {
+        let k = KernelObject::load(prog, fl).unwrap();
+        let mut last = [0i64; 14];
+        let mut negative = 0;
+        for (name, input) in packets::fixed_set() {
+            if input.len() < packets::MIN_TEST_RUN_LEN {
+                continue;
+            }
+            let r = k.run(prog.prog, &input).unwrap();
+            let want = signed_model(&input);
+            if let Some(w) = want {
+                last = w;
+                negative += (w[3] < 0) as u32;
+            }
+            let v = if want.is_some_and(|w| w[3] < 0) {
+                DROP
+            } else {
+                PASS
+            };
+            assert_eq!((r.retval, &r.data), (v, &input), "{name} ({fl})");
+            let bss = section(&k, ".bss");
+            let got: Vec<i64> = (0..14).map(|i| u64_at(&bss, i * 8) as i64).collect();
+            assert_eq!(got, last, "{name}: .bss ({fl})");
+        }
+        assert!(negative > 0 && negative < 30, "both verdicts are seen");
+    });
+}
+
 /// Every corpus program has a test above (keep the list in sync).
 #[test]
 fn every_corpus_program_is_checked() {
@@ -903,6 +967,7 @@ fn every_corpus_program_is_checked() {
         "vlan_filter",
         "ktime_stamp",
         "tcp_flags",
+        "signed_ops",
     ];
     for p in corpus::all() {
         assert!(checked.contains(&p.file), "{} has no kernel test", p.file);

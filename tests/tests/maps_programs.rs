@@ -123,6 +123,7 @@ const R5: u8 = 5;
 const R6: u8 = 6;
 const R7: u8 = 7;
 const R8: u8 = 8;
+const R9: u8 = 9;
 const R10: u8 = 10;
 
 fn mov(d: u8, s: u8) -> I {
@@ -682,6 +683,62 @@ fn ringbuf_records_match_the_kernel() {
     }
 }
 
+/// `bpf_trace_printk` return values (bytes written, or -EINVAL for formats the
+/// kernel refuses at run time).
+#[test]
+fn trace_printk_matches_the_kernel() {
+    if !privilege::require(&[Need::Root, Need::Bpf]) {
+        return;
+    }
+    let pkt = [0u8; 64];
+    let mut bad = vec![];
+    let cases: [(&[u8], [i32; 3]); 12] = [
+        (b"abc %d\n\0", [5, 0, 0]),
+        (b"%d %u %x\0", [-5, -5, 255]),
+        (b"%lld|%llu|%llx\0", [-1, -1, -1]),
+        (b"[%5d][%-4x][%03d]\0", [42, 10, 7]),
+        (b"%c%c\0", [0x41, 0x42, 0]),
+        (b"%s!\0", [0, 0, 0]),
+        (b"100%%\0", [0, 0, 0]),
+        (b"%d %d %d %d\0", [1, 2, 3]),
+        (b"%q\0", [0, 0, 0]),
+        (b"no nul", [0, 0, 0]),
+        (b"%ld %li\0", [-7, 8, 0]),
+        (b"tab\there\0", [0, 0, 0]),
+    ];
+    for (fmt, args) in cases {
+        let mut p = vec![];
+        // The format at r10-64, a string "hey" at r10-8.
+        let mut buf = fmt.to_vec();
+        buf.resize(48, 0);
+        for (i, w) in buf.chunks(4).enumerate() {
+            p.push(movi(R1, i32::from_le_bytes(w.try_into().unwrap())));
+            p.push(stxw(R10, R1, -64 + 4 * i as i16));
+        }
+        p.extend([movi(R1, i32::from_le_bytes(*b"hey\0")), stxw(R10, R1, -8)]);
+        p.extend([mov(R1, R10), addi(R1, -64), movi(R2, fmt.len() as i32)]);
+        if fmt.starts_with(b"%s") {
+            p.extend([mov(R3, R10), addi(R3, -8)]);
+        } else {
+            p.push(movi(R3, args[0]));
+        }
+        p.extend([movi(R4, args[1]), movi(R5, args[2]), call(6), exit()]);
+        let insns = asm(&p);
+        let kp = kload(&insns).unwrap_or_else(|(e, log)| panic!("kernel refused ({e}): {log}"));
+        let op = oload(&insns, &Resolver(BTreeMap::new()));
+        let (k, o) = (krun(&kp, &pkt, 1).0, orun(&op, &pkt, 1).0);
+        if k != o {
+            bad.push(format!(
+                "{:?}: kernel {} bpftime {}",
+                String::from_utf8_lossy(fmt),
+                k as i32,
+                o as i32
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "mismatches:\n{}", bad.join("\n"));
+}
+
 fn loop_prog(fd: i32, n: i32, op: u8) -> Vec<u8> {
     let mut p = vec![
         mov(R6, R1),
@@ -755,4 +812,148 @@ fn bench_in_program_map_ops() {
             );
         }
     }
+}
+
+/// N worker threads run a program that atomically counts in an ARRAY and updates,
+/// looks up and deletes HASH / LRU_HASH elements, while another thread updates,
+/// deletes, iterates and batch-reads the same maps from the syscall side.
+/// Invariants: no lost atomic increments, no torn values through the syscall path
+/// (every value is 4 copies of one u32 written by the program), bounded sizes.
+#[test]
+fn concurrent_programs_and_syscalls() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const WORKERS: u32 = 3;
+    const RUNS: u32 = 20_000;
+    let arr = maps::create(&attr(mt::ARRAY, 4, 8, 1)).unwrap();
+    let hash = maps::create(&attr(mt::HASH, 4, 16, 32)).unwrap();
+    let lru = maps::create(&attr(mt::LRU_HASH, 4, 16, 16)).unwrap();
+    let res = Resolver(
+        [
+            (1000, arr.clone()),
+            (1001, hash.clone()),
+            (1002, lru.clone()),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    // packet: {u32 key; u32 word; u8 delete}
+    let mut p = vec![
+        mov(R6, R1),
+        movi(R1, 0),
+        stxw(R10, R1, -4),
+        I::Map(R1, 1000),
+        mov(R2, R10),
+        addi(R2, -4),
+        call(1),
+        I::J(0x15, R0, 0, 0, "out"),
+        movi(R1, 1),
+        I::Raw(0xdb, R0, R1, 0, 0),
+        ldxw(R2, R6, 0),
+        ldxw(R3, R6, 4),
+        mov(R4, R2),
+        addi(R4, 9),
+        I::J(0x2d, R4, R3, 0, "out"),
+        ldxw(R7, R2, 0),
+        stxw(R10, R7, -4),
+        ldxw(R8, R2, 4),
+        stxw(R10, R8, -32),
+        stxw(R10, R8, -28),
+        stxw(R10, R8, -24),
+        stxw(R10, R8, -20),
+        ldxb(R9, R2, 8),
+    ];
+    for fd in [1001, 1002] {
+        p.extend([
+            I::Map(R1, fd),
+            mov(R2, R10),
+            addi(R2, -4),
+            mov(R3, R10),
+            addi(R3, -32),
+            movi(R4, 0),
+            call(2),
+            I::Map(R1, fd),
+            mov(R2, R10),
+            addi(R2, -4),
+            call(1),
+        ]);
+        let skip: &'static str = if fd == 1001 { "skip1" } else { "skip2" };
+        p.extend([
+            I::J(0x15, R0, 0, 0, skip),
+            ldxw(R1, R0, 0),
+            I::Label(skip),
+            I::J(0x15, R9, 0, 0, if fd == 1001 { "keep1" } else { "keep2" }),
+            I::Map(R1, fd),
+            mov(R2, R10),
+            addi(R2, -4),
+            call(3),
+            I::Label(if fd == 1001 { "keep1" } else { "keep2" }),
+        ]);
+    }
+    p.extend([I::Label("out"), movi(R0, 2), exit()]);
+    let prog = Arc::new(oload(&asm(&p), &res));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ctl = {
+        let (hash, lru, stop) = (hash.clone(), lru.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                i = i.wrapping_add(1);
+                for m in [&hash, &lru] {
+                    let k = (i % 48).to_ne_bytes();
+                    let v: Vec<u8> = std::iter::repeat_n(i.to_ne_bytes(), 4).flatten().collect();
+                    let _ = m.sys_update(&k, &v, 0);
+                    if i.is_multiple_of(3) {
+                        let _ = m.sys_delete(&((i * 7) % 48).to_ne_bytes());
+                    }
+                    let mut out = [0u8; 16];
+                    if m.sys_lookup(&k, &mut out, 0).is_ok() {
+                        assert!(out.chunks(4).all(|c| c == &out[..4]), "torn value {out:?}");
+                    }
+                    let b = maps::batch::lookup(
+                        &**m,
+                        &maps::batch::BatchReq {
+                            count: 64,
+                            ..Default::default()
+                        },
+                        false,
+                    );
+                    for v in b.values.chunks(16) {
+                        assert!(
+                            v.chunks(4).all(|c| c == &v[..4]),
+                            "torn value in batch {v:?}"
+                        );
+                    }
+                    assert!(m.len() <= m.attr().max_entries as usize);
+                }
+            }
+        })
+    };
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let prog = prog.clone();
+            std::thread::spawn(move || {
+                for i in 0..RUNS {
+                    let mut pkt = [0u8; 64];
+                    pkt[..4].copy_from_slice(&((i * 13 + w) % 48).to_ne_bytes());
+                    pkt[4..8].copy_from_slice(&(i + (w << 24)).to_ne_bytes());
+                    pkt[8] = u8::from(i % 5 == 0);
+                    let r = prog.test_run_xdp(&pkt, None, 1, w, &NoHost).unwrap();
+                    assert_eq!(r.retval, 2);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    ctl.join().unwrap();
+    let mut v = [0u8; 8];
+    arr.sys_lookup(&0u32.to_ne_bytes(), &mut v, 0).unwrap();
+    assert_eq!(
+        u64::from_ne_bytes(v),
+        (WORKERS * RUNS) as u64,
+        "lost atomic increments"
+    );
+    assert!(hash.len() <= 32 && lru.len() <= 16);
 }

@@ -34,15 +34,26 @@ use bpftime_vm::program::{MapResolver, ProgLoadSpec, Program};
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 struct Ns(String);
 impl Ns {
     fn new() -> Ns {
-        let n = format!("btbench{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let n = format!(
+            "btbench{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         sh(&["ip", "netns", "add", &n]);
         Ns(n)
     }
@@ -50,7 +61,17 @@ impl Ns {
         Path::new("/run/netns").join(&self.0)
     }
     fn rx_packets(&self, dev: &str) -> u64 {
-        sh(&["ip", "netns", "exec", &self.0, "cat", &format!("/sys/class/net/{dev}/statistics/rx_packets")]).trim().parse().expect("rx_packets")
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.0,
+            "cat",
+            &format!("/sys/class/net/{dev}/statistics/rx_packets"),
+        ])
+        .trim()
+        .parse()
+        .expect("rx_packets")
     }
 }
 impl Drop for Ns {
@@ -71,7 +92,11 @@ fn in_ns<T: Send + 'static>(p: PathBuf, f: impl FnOnce() -> T + Send + 'static) 
 // ------------------------------------------------------------ raw eBPF
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    (code as u64) | ((dst as u64) << 8) | ((src as u64) << 12) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
+    (code as u64)
+        | ((dst as u64) << 8)
+        | ((src as u64) << 12)
+        | ((off as u16 as u64) << 16)
+        | ((imm as u32 as u64) << 32)
 }
 
 /// `return XDP_DROP;`
@@ -163,14 +188,27 @@ impl MapResolver for OneMap {
 }
 
 fn vm_prog(name: &str, insns: &[u64], maps: &dyn MapResolver) -> Arc<Program> {
-    let spec = ProgLoadSpec { prog_type: 6, expected_attach_type: 37, insns: bytes(insns), license: "GPL".into(), name: name.into(), ..ProgLoadSpec::default() };
+    let spec = ProgLoadSpec {
+        prog_type: 6,
+        expected_attach_type: 37,
+        insns: bytes(insns),
+        license: "GPL".into(),
+        name: name.into(),
+        ..ProgLoadSpec::default()
+    };
     Arc::new(Program::load(spec, maps).unwrap_or_else(|e| panic!("vm load {name}: {e}")))
 }
 
 // ------------------------------------------------------------ generator
 
 /// Blasts 64-byte UDP frames out of `vb` until `stop`; counts what was sent.
-fn generator(ns: PathBuf, ifindex: u32, dst_mac: [u8; 6], stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn generator(
+    ns: PathBuf,
+    ifindex: u32,
+    dst_mac: [u8; 6],
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         bpftime_netdev::netns::enter(&ns).expect("setns");
         let mut f = vec![0u8; 60];
@@ -201,7 +239,15 @@ fn generator(ns: PathBuf, ifindex: u32, dst_mac: [u8; 6], stop: Arc<AtomicBool>,
         let sock = unsafe { OwnedFd::from_raw_fd(s) };
         let one: i32 = 1;
         // SAFETY: live int option of the size passed.
-        unsafe { libc::setsockopt(s, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const i32 as *const libc::c_void, 4) };
+        unsafe {
+            libc::setsockopt(
+                s,
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                &one as *const i32 as *const libc::c_void,
+                4,
+            )
+        };
         // SAFETY: all-zero sockaddr_ll is valid.
         let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sa.sll_family = libc::AF_PACKET as u16;
@@ -209,7 +255,10 @@ fn generator(ns: PathBuf, ifindex: u32, dst_mac: [u8; 6], stop: Arc<AtomicBool>,
         sa.sll_halen = 6;
         sa.sll_addr[..6].copy_from_slice(&dst_mac);
         const B: usize = 64;
-        let mut iov = [libc::iovec { iov_base: f.as_mut_ptr() as *mut libc::c_void, iov_len: f.len() }; B];
+        let mut iov = [libc::iovec {
+            iov_base: f.as_mut_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        }; B];
         // SAFETY: all-zero mmsghdr is valid; fields are filled below.
         let mut msgs: [libc::mmsghdr; B] = unsafe { std::mem::zeroed() };
         for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
@@ -232,7 +281,11 @@ fn generator(ns: PathBuf, ifindex: u32, dst_mac: [u8; 6], stop: Arc<AtomicBool>,
 fn machine_busy_ns() -> u64 {
     let s = std::fs::read_to_string("/proc/stat").unwrap();
     let l = s.lines().next().unwrap();
-    let v: Vec<u64> = l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let v: Vec<u64> = l
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
     // user nice system idle iowait irq softirq steal
     let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
     // SAFETY: sysconf has no preconditions.
@@ -282,14 +335,32 @@ fn bench_dataplane() {
     if !require(&[Need::Root, Need::Bpf, Need::Netns]) {
         return;
     }
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let a = Ns::new();
     let b = Ns::new();
-    sh(&["ip", "link", "add", "va", "netns", &a.0, "type", "veth", "peer", "name", "vb", "netns", &b.0]);
+    sh(&[
+        "ip", "link", "add", "va", "netns", &a.0, "type", "veth", "peer", "name", "vb", "netns",
+        &b.0,
+    ]);
     sh(&["ip", "-n", &a.0, "link", "set", "va", "up"]);
     sh(&["ip", "-n", &b.0, "link", "set", "vb", "up"]);
-    let ifa: u32 = sh(&["ip", "-n", &a.0, "-o", "link", "show", "va"]).split(':').next().unwrap().trim().parse().unwrap();
-    let ifb: u32 = sh(&["ip", "-n", &b.0, "-o", "link", "show", "vb"]).split(':').next().unwrap().trim().parse().unwrap();
+    let ifa: u32 = sh(&["ip", "-n", &a.0, "-o", "link", "show", "va"])
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ifb: u32 = sh(&["ip", "-n", &b.0, "-o", "link", "show", "vb"])
+        .split(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let l = sh(&["ip", "-n", &a.0, "-o", "link", "show", "va"]);
     let i = l.find("link/ether ").unwrap() + 11;
     let mut mac = [0u8; 6];
@@ -302,20 +373,45 @@ fn bench_dataplane() {
         let sent = Arc::new(AtomicU64::new(0));
         let g = generator(b.path(), ifb, mac, stop.clone(), sent.clone());
         std::thread::sleep(Duration::from_millis(500)); // warm up
-        let (c0, s0, m0, w0, t0) = (count(), sent.load(Ordering::Relaxed), machine_busy_ns(), threads_cpu_ns("xdp-"), Instant::now());
+        let (c0, s0, m0, w0, t0) = (
+            count(),
+            sent.load(Ordering::Relaxed),
+            machine_busy_ns(),
+            threads_cpu_ns("xdp-"),
+            Instant::now(),
+        );
         std::thread::sleep(Duration::from_secs(secs));
-        let (c1, s1, m1, w1, dt) = (count(), sent.load(Ordering::Relaxed), machine_busy_ns(), threads_cpu_ns("xdp-"), t0.elapsed().as_secs_f64());
+        let (c1, s1, m1, w1, dt) = (
+            count(),
+            sent.load(Ordering::Relaxed),
+            machine_busy_ns(),
+            threads_cpu_ns("xdp-"),
+            t0.elapsed().as_secs_f64(),
+        );
         stop.store(true, Ordering::Relaxed);
         g.join().unwrap();
         let n = (c1 - c0).max(1) as f64;
-        Row { name, pps: n / dt, offered: (s1 - s0) as f64 / dt, machine_ns: (m1 - m0) as f64 / n, worker_ns: (w1 - w0) as f64 / n }
+        Row {
+            name,
+            pps: n / dt,
+            offered: (s1 - s0) as f64 / dt,
+            machine_ns: (m1 - m0) as f64 / n,
+            worker_ns: (w1 - w0) as f64 / n,
+        }
     };
     let mut rows = Vec::new();
 
     // Kernel XDP, native mode.
-    for (name, insns) in [("kernel XDP drop (native)", drop_prog()), ("kernel XDP parse+count (native)", parse_count_prog(-1))] {
+    for (name, insns) in [
+        ("kernel XDP drop (native)", drop_prog()),
+        ("kernel XDP parse+count (native)", parse_count_prog(-1)),
+    ] {
         let map = kernel_array_map();
-        let insns = if insns.len() > 2 { parse_count_prog(map.as_raw_fd()) } else { insns };
+        let insns = if insns.len() > 2 {
+            parse_count_prog(map.as_raw_fd())
+        } else {
+            insns
+        };
         let prog = kernel_prog(&insns);
         let link = in_ns(a.path(), move || kernel_attach(&prog, ifa));
         rows.push(measure(name, &|| a.rx_packets("va")));
@@ -325,16 +421,44 @@ fn bench_dataplane() {
 
     // The data plane.
     let dp = Dataplane::new();
-    let vm_map = maps::create(&MapAttr { map_type: maps::map_type::ARRAY, key_size: 4, value_size: 8, max_entries: 256, ..MapAttr::default() }).unwrap();
+    let vm_map = maps::create(&MapAttr {
+        map_type: maps::map_type::ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 256,
+        ..MapAttr::default()
+    })
+    .unwrap();
     let resolver = OneMap(1000, vm_map.clone());
-    let progs: Vec<(&'static str, Arc<dyn XdpProgram>)> = vec![
+    let scenarios: Vec<(&'static str, Arc<dyn XdpProgram>)> = vec![
         ("AF_XDP rx-drop, no program", Arc::new(NoopDrop)),
-        ("bpftime drop (VM interpreter)", Arc::new(bpftime_netdev::VmProgram::new(vm_prog("drop", &drop_prog(), &resolver)))),
-        ("bpftime parse+count (VM interpreter)", Arc::new(bpftime_netdev::VmProgram::new(vm_prog("parse_count", &parse_count_prog(1000), &resolver)))),
+        (
+            "bpftime drop (VM interpreter)",
+            Arc::new(bpftime_netdev::VmProgram::new(vm_prog(
+                "drop",
+                &drop_prog(),
+                &resolver,
+            ))),
+        ),
+        (
+            "bpftime parse+count (VM interpreter)",
+            Arc::new(bpftime_netdev::VmProgram::new(vm_prog(
+                "parse_count",
+                &parse_count_prog(1000),
+                &resolver,
+            ))),
+        ),
     ];
-    for (name, p) in progs {
+    for (name, p) in scenarios {
         let id = dp
-            .attach(AttachSpec { netns: Some(a.path()), ifindex: ifa, mode: XdpMode::Drv, program: p, queues: None, cpu_pinning: false })
+            .attach(AttachSpec {
+                netns: Some(a.path()),
+                ifindex: ifa,
+                mode: XdpMode::Drv,
+                program: p,
+                queues: None,
+                cpu_pinning: false,
+            })
             .unwrap_or_else(|e| panic!("attach {name}: {e:?}"));
         rows.push(measure(name, &|| dp.stats(id).unwrap().total.rx_packets));
         let st = dp.stats(id).unwrap();
@@ -343,12 +467,81 @@ fn bench_dataplane() {
     }
     let mut v = [0u8; 8];
     vm_map.sys_lookup(&9u32.to_ne_bytes(), &mut v, 0).unwrap();
-    assert!(u64::from_ne_bytes(v) > 0, "the VM parse+count program counted nothing");
+    assert!(
+        u64::from_ne_bytes(v) > 0,
+        "the VM parse+count program counted nothing"
+    );
+
+    // The program alone, in process: ns per run on one 60-byte frame in a 4 KiB buffer.
+    let mut buf = vec![0u8; 4096];
+    buf[256..256 + 14].copy_from_slice(&[
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 2, 0, 0, 0, 0, 2, 8, 0,
+    ]);
+    buf[256 + 14] = 0x45;
+    buf[256 + 23] = 17;
+    buf[256 + 37] = 9;
+    let base = buf.as_mut_ptr() as u64;
+    let progs: Vec<(&str, Arc<dyn XdpProgram>)> = vec![
+        ("no-op closure", Arc::new(NoopDrop)),
+        (
+            "VM drop",
+            Arc::new(bpftime_netdev::VmProgram::new(vm_prog(
+                "drop",
+                &drop_prog(),
+                &resolver,
+            ))),
+        ),
+        (
+            "VM parse+count",
+            Arc::new(bpftime_netdev::VmProgram::new(vm_prog(
+                "parse_count",
+                &parse_count_prog(1000),
+                &resolver,
+            ))),
+        ),
+    ];
+    println!("\nprogram alone (in process, 60-byte frame):");
+    for (name, p) in progs {
+        let n = 2_000_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut ctx = XdpCtx {
+                data: base + 256,
+                data_end: base + 316,
+                data_meta: base + 256,
+                ingress_ifindex: ifa,
+                hard_start: base,
+                frame_end: base + 4096 - 320,
+                ..XdpCtx::default()
+            };
+            std::hint::black_box(p.run(&mut ctx, 0));
+        }
+        println!(
+            "  {name:<20} {:>8.1} ns/run",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+    }
 
     let raw = rows[2].pps;
-    println!("\n{:<40} {:>12} {:>12} {:>10} {:>14} {:>14}", "scenario (64-byte UDP, veth, 1 queue)", "pps", "offered pps", "vs raw", "machine ns/pkt", "worker ns/pkt");
+    println!(
+        "\n{:<40} {:>12} {:>12} {:>10} {:>14} {:>14}",
+        "scenario (64-byte UDP, veth, 1 queue)",
+        "pps",
+        "offered pps",
+        "vs raw",
+        "machine ns/pkt",
+        "worker ns/pkt"
+    );
     for r in &rows {
-        println!("{:<40} {:>12.0} {:>12.0} {:>9.1}% {:>14.0} {:>14.0}", r.name, r.pps, r.offered, 100.0 * r.pps / raw, r.machine_ns, r.worker_ns);
+        println!(
+            "{:<40} {:>12.0} {:>12.0} {:>9.1}% {:>14.0} {:>14.0}",
+            r.name,
+            r.pps,
+            r.offered,
+            100.0 * r.pps / raw,
+            r.machine_ns,
+            r.worker_ns
+        );
     }
     println!("(BENCH_SECS={secs}; machine ns/pkt = busy CPU time of all CPUs incl. the generator / frames processed)");
 }

@@ -41,3 +41,45 @@ fn malformed_attrs_get_the_kernels_errno() {
     );
     assert!(diffs.is_empty(), "errno mismatches:\n{}", diffs.join("\n"));
 }
+
+/// The same table from an unprivileged target (uid 65534, no capabilities): EPERM
+/// where the kernel checks capabilities, attribute errors where it checks them first.
+#[test]
+fn unprivileged_target_gets_the_kernels_errno() {
+    if !require(&[Need::Root, Need::Bpf]) {
+        return;
+    }
+    let Some(setpriv) = bpftime_tests::privilege::which("setpriv") else {
+        assert!(
+            !bpftime_tests::privilege::required(),
+            "setpriv (util-linux) is missing"
+        );
+        eprintln!("SKIPPED: setpriv is missing");
+        return;
+    };
+    let setpriv = setpriv.to_str().unwrap().to_string();
+    let tmp = TempDir::new("errno-unpriv");
+    let client = gcc(tmp.path(), "sv_errno.c", "sv_errno", false, &[]);
+    let drop_privs = [
+        setpriv.as_str(),
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        client.to_str().unwrap(),
+    ];
+    let native = stdout_ok(
+        &Command::new(drop_privs[0])
+            .args(&drop_privs[1..])
+            .output()
+            .unwrap(),
+        "native unprivileged client",
+    );
+    assert!(
+        native.contains("setup: 0 0"),
+        "the kernel let an unprivileged user create maps:\n{native}"
+    );
+    let d = Daemon::start();
+    let ours = stdout_ok(&d.run(&drop_privs), "unprivileged client under bpftime-run");
+    assert_eq!(native, ours, "daemon log:\n{}", d.log());
+}

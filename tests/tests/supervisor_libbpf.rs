@@ -103,4 +103,84 @@ fn bpftime_run_starts_a_daemon_and_reports_exit_status() {
     // statfs on the target's bpffs says BPF_FS_MAGIC.
     let out = d.run(&["stat", "-f", "-c", "%t", "/sys/fs/bpf"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "cafe4a11");
+    // --trace-syscalls prints what was emulated on bpftime-run's stderr.
+    let out = Command::new(bin("bpftime-run"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "--trace-syscalls",
+            "--",
+            "stat",
+            "-f",
+            "-c",
+            "%t",
+            "/sys/fs/bpf",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("statfs on bpffs = BPF_FS_MAGIC"),
+        "trace: {err}"
+    );
+}
+
+/// A `bpftool gen skeleton` loader: .rodata set through the skeleton, .bss/.data read
+/// and written through the skeleton's shared mappings of the map fds (the daemon's
+/// memory under bpftime): same output as the kernel.
+#[test]
+fn skeleton_mmap_matches_kernel() {
+    if !require(&[Need::Root, Need::Bpf, Need::Clang, Need::Bpftool]) {
+        return;
+    }
+    let tmp = TempDir::new("skel");
+    let obj = clang_bpf(tmp.path(), "sv_prog.bpf.c", "sv_prog.bpf.o");
+    let skel = Command::new("bpftool")
+        .args(["gen", "skeleton"])
+        .arg(&obj)
+        .args(["name", "sv_prog"])
+        .output()
+        .unwrap();
+    let skel_h = stdout_ok(&skel, "bpftool gen skeleton");
+    std::fs::write(tmp.path().join("sv_prog.skel.h"), skel_h).unwrap();
+    let inc = format!("-I{}", tmp.path().display());
+    let client = gcc(tmp.path(), "sv_skel.c", "sv_skel", false, &[&inc, "-lbpf"]);
+    let native = stdout_ok(
+        &Command::new(&client).output().unwrap(),
+        "native skeleton loader",
+    );
+    assert!(
+        native.contains("packets 3") && native.contains("lookup 1001"),
+        "{native}"
+    );
+    let d = Daemon::start();
+    let ours = stdout_ok(
+        &d.run(&[client.to_str().unwrap()]),
+        "skeleton loader under bpftime-run",
+    );
+    assert_eq!(native, ours, "daemon log:\n{}", d.log());
+}
+
+/// Ring buffers: libbpf's ring_buffer (epoll_ctl on the map fd, mmap of its pages,
+/// ring_buffer__poll) consumes the records the program wrote, as with the kernel.
+#[test]
+fn ring_buffer_consumer_matches_kernel() {
+    if !require(&[Need::Root, Need::Bpf, Need::Clang]) {
+        return;
+    }
+    let tmp = TempDir::new("ringbuf");
+    let obj = clang_bpf(tmp.path(), "sv_ringbuf.bpf.c", "sv_ringbuf.bpf.o");
+    let client = gcc(tmp.path(), "sv_ringbuf.c", "sv_ringbuf", false, &["-lbpf"]);
+    let (obj, client) = (obj.to_str().unwrap(), client.to_str().unwrap());
+    let native = stdout_ok(
+        &Command::new(client).arg(obj).output().unwrap(),
+        "native ringbuf client",
+    );
+    assert!(
+        native.contains("poll: 3") && native.contains("seq 4"),
+        "{native}"
+    );
+    let d = Daemon::start();
+    let ours = stdout_ok(&d.run(&[client, obj]), "ringbuf client under bpftime-run");
+    assert_eq!(native, ours, "daemon log:\n{}", d.log());
 }

@@ -34,6 +34,10 @@ pub(crate) mod op {
     pub const STACK_STX: u8 = 0x43;
     /// bpf-to-bpf call: `off` is the target pc.
     pub const CALL_LOCAL: u8 = 0xf5;
+    /// Fused `rD = rS; rD += imm` (skips the next op, which is the add).
+    pub const MOV_ADD_K: u8 = 0xe7;
+    /// Fused `rD = rS; rD += rT` (`aux` = T; skips the next op).
+    pub const MOV_ADD_X: u8 = 0xfd;
     /// `movsx` (MOV with a non-zero `off`), 64- and 32-bit; `off` is the source width.
     pub const MOVSX64: u8 = 0xef;
     pub const MOVSX32: u8 = 0xec;
@@ -334,7 +338,7 @@ fn exec_inner(
             if $cond {
                 let t = $o.off as usize;
                 if t < pc {
-                    rc.budget -= 1;
+                    rc.budget = rc.budget.saturating_sub(1);
                     if rc.budget == 0 {
                         rc.depth = base_depth;
                         return Err(Fault::Budget { pc: pc - 1 });
@@ -404,6 +408,14 @@ fn exec_inner(
             0xaf => regs[d] ^= regs[s],
             0xb7 => regs[d] = o.imm as u64,
             0xbf => regs[d] = regs[s],
+            op::MOV_ADD_K => {
+                regs[d] = regs[s].wrapping_add(o.imm as u64);
+                pc += 1;
+            }
+            op::MOV_ADD_X => {
+                regs[d] = regs[s].wrapping_add(regs[o.aux as usize & 15]);
+                pc += 1;
+            }
             op::MOVSX64 => {
                 regs[d] = match o.off {
                     8 => regs[s] as i8 as i64 as u64,
@@ -648,7 +660,7 @@ fn exec_inner(
                         }
                     }
                 };
-                rc.budget -= 1;
+                rc.budget = rc.budget.saturating_sub(1);
                 if rc.budget == 0 {
                     rc.depth = base_depth;
                     return Err(Fault::Budget { pc: pc - 1 });
@@ -676,7 +688,7 @@ fn exec_inner(
                     rc.depth = base_depth;
                     return Err(Fault::CallDepth { pc: pc - 1 });
                 }
-                rc.budget -= 1;
+                rc.budget = rc.budget.saturating_sub(1);
                 if rc.budget == 0 {
                     rc.depth = base_depth;
                     return Err(Fault::Budget { pc: pc - 1 });
@@ -707,7 +719,21 @@ fn exec_inner(
             }
             // Explicit arms at both ends of the byte range let the dispatch table cover
             // every code (no range check per instruction).
-            0x00 | op::TRAP | _ => {
+            0x00 => {
+                rc.depth = base_depth;
+                return Err(Fault::Helper {
+                    id: 0,
+                    why: "invalid instruction 0x00 reached",
+                });
+            }
+            op::TRAP => {
+                rc.depth = base_depth;
+                return Err(Fault::Helper {
+                    id: 0,
+                    why: "ran past the end of the program",
+                });
+            }
+            _ => {
                 rc.depth = base_depth;
                 return Err(Fault::Helper {
                     id: 0,
@@ -786,6 +812,11 @@ impl HelperCtx for RunCtx<'_> {
                 id: 0,
                 why: "callback is not a BPF function",
             });
+        }
+        // Callbacks count against the run's budget like calls (nested bpf_loop).
+        self.budget = self.budget.saturating_sub(1);
+        if self.budget == 0 {
+            return Err(Fault::Budget { pc: pc as usize });
         }
         let saved = self.depth;
         self.depth += 1;

@@ -14,6 +14,9 @@
 //! What the abstract interpretation does not prove (packet and map-value bounds) is
 //! checked at run time by the interpreter.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use libc::{E2BIG, EACCES, EBADF, EINVAL};
@@ -100,39 +103,72 @@ impl Reg {
 
 const SLOTS: usize = MAX_BPF_STACK / 8;
 
+type Slots = [Reg; SLOTS];
+
+/// The abstract state at a block start. Stack slots are shared copy-on-write
+/// between states (most blocks of a program see the same spills), which keeps a
+/// state small even for programs made only of jumps.
 #[derive(Clone, PartialEq, Eq)]
 struct State {
     regs: [Reg; 11],
-    slots: [Reg; SLOTS],
+    slots: Rc<Slots>,
+}
+
+fn scalar_slots() -> Rc<Slots> {
+    Rc::new([Reg::kind(K_SCALAR); SLOTS])
 }
 
 impl State {
+    fn new(slots: &Rc<Slots>) -> State {
+        State {
+            regs: [Reg::kind(K_UNINIT); 11],
+            slots: slots.clone(),
+        }
+    }
     fn join_from(&mut self, o: &State) -> bool {
         let mut changed = false;
-        for (a, b) in self
-            .regs
-            .iter_mut()
-            .zip(o.regs.iter())
-            .chain(self.slots.iter_mut().zip(o.slots.iter()))
-        {
+        for (a, b) in self.regs.iter_mut().zip(o.regs.iter()) {
             let j = a.join(*b);
             if j != *a {
                 *a = j;
                 changed = true;
             }
         }
+        if !Rc::ptr_eq(&self.slots, &o.slots) {
+            let mut joined = *self.slots;
+            for (a, b) in joined.iter_mut().zip(o.slots.iter()) {
+                *a = a.join(*b);
+            }
+            if joined != *self.slots {
+                changed = true;
+                self.slots = if joined == *o.slots {
+                    o.slots.clone()
+                } else {
+                    Rc::new(joined)
+                };
+            } else if joined == *o.slots {
+                self.slots = o.slots.clone();
+            }
+        }
         changed
     }
+    fn set_slot(&mut self, idx: usize, v: Reg) {
+        if self.slots[idx] != v {
+            Rc::make_mut(&mut self.slots)[idx] = v;
+        }
+    }
     fn kill_slots(&mut self, lo: i64, len: i64) {
-        for (i, s) in self.slots.iter_mut().enumerate() {
+        for i in 0..SLOTS {
             let so = -(MAX_BPF_STACK as i64) + 8 * i as i64;
             if so < lo + len && lo < so + 8 {
-                *s = Reg::kind(K_SCALAR);
+                self.set_slot(i, Reg::kind(K_SCALAR));
             }
         }
     }
     fn kill_all_slots(&mut self) {
-        self.slots = [Reg::kind(K_SCALAR); SLOTS];
+        if self.slots.iter().any(|r| *r != Reg::kind(K_SCALAR)) {
+            self.slots = scalar_slots();
+        }
     }
 }
 
@@ -648,6 +684,7 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
         code: op::TRAP,
         ..Op::default()
     });
+    fuse(&mut ops);
 
     if kernel {
         log.push_str(&format!(
@@ -665,6 +702,31 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
         subprog_starts: starts,
         log,
     })
+}
+
+/// Superinstructions for what clang emits around bounds checks: `rD = rS; rD += K`
+/// and `rD = rS; rD += rT` become one op that skips the second. The second op stays
+/// in place, so jumps to it still work.
+fn fuse(ops: &mut [Op]) {
+    for i in 0..ops.len().saturating_sub(1) {
+        let (a, b) = (ops[i], ops[i + 1]);
+        if a.code != BPF_ALU64 | BPF_MOV | BPF_X || b.dst != a.dst {
+            continue;
+        }
+        if b.code == BPF_ALU64 | BPF_ADD | BPF_K {
+            ops[i] = Op {
+                code: op::MOV_ADD_K,
+                imm: b.imm,
+                ..a
+            };
+        } else if b.code == BPF_ALU64 | BPF_ADD | BPF_X && b.src != a.dst {
+            ops[i] = Op {
+                code: op::MOV_ADD_X,
+                aux: b.src,
+                ..a
+            };
+        }
+    }
 }
 
 /// Log an error about instruction N ("N: message") in the kernel's style: the
@@ -946,13 +1008,12 @@ fn analyse(
     let mut states: Vec<Option<Box<State>>> = vec![None; n];
     let mut sub_ret: Vec<Option<Reg>> = vec![None; starts.len()];
     let mut callers: Vec<Vec<usize>> = vec![Vec::new(); starts.len()];
-    let mut work: Vec<usize> = Vec::new();
+    // Worked in program order (lowest pc first): fewer revisits.
+    let mut work: BinaryHeap<Reverse<usize>> = BinaryHeap::new();
     let mut queued = vec![false; n];
+    let empty_slots = scalar_slots();
 
-    let mut entry = State {
-        regs: [Reg::kind(K_UNINIT); 11],
-        slots: [Reg::kind(K_SCALAR); SLOTS],
-    };
+    let mut entry = State::new(&empty_slots);
     entry.regs[1] = Reg::kind(match mode {
         Mode::Raw => K_PTR,
         _ => K_CTX,
@@ -962,7 +1023,7 @@ fn analyse(
         off: Some(0),
     };
     states[0] = Some(Box::new(entry));
-    work.push(0);
+    work.push(Reverse(0));
     queued[0] = true;
     // Callbacks (`ld_imm64 FUNC` targets: bpf_loop, for_each_map_elem) start with
     // unknown arguments in a fresh frame.
@@ -970,10 +1031,7 @@ fn analyse(
         if !second_half[i] && is_pseudo_func(insn) {
             let t = (i as i64 + insn.imm as i64 + 1) as usize;
             if states[t].is_none() {
-                let mut e = State {
-                    regs: [Reg::kind(K_UNINIT); 11],
-                    slots: [Reg::kind(K_SCALAR); SLOTS],
-                };
+                let mut e = State::new(&empty_slots);
                 for r in 1..=5 {
                     e.regs[r] = Reg::kind(K_SCALAR | K_PTR);
                 }
@@ -982,14 +1040,14 @@ fn analyse(
                     off: Some(0),
                 };
                 states[t] = Some(Box::new(e));
-                work.push(t);
+                work.push(Reverse(t));
                 queued[t] = true;
             }
         }
     }
 
     let push = |states: &mut Vec<Option<Box<State>>>,
-                work: &mut Vec<usize>,
+                work: &mut BinaryHeap<Reverse<usize>>,
                 queued: &mut Vec<bool>,
                 t: usize,
                 st: &State| {
@@ -1002,11 +1060,11 @@ fn analyse(
         };
         if changed && !queued[t] {
             queued[t] = true;
-            work.push(t);
+            work.push(Reverse(t));
         }
     };
 
-    while let Some(l) = work.pop() {
+    while let Some(Reverse(l)) = work.pop() {
         queued[l] = false;
         let mut s: State = (**states[l].as_ref().expect("queued leader has a state")).clone();
         let mut pc = l;
@@ -1080,7 +1138,8 @@ fn analyse(
                                     && o % 8 == 0
                                     && (0..MAX_BPF_STACK as i64).contains(&idx);
                                 if spill {
-                                    s.slots[(idx / 8) as usize] = s.regs[insn.src as usize];
+                                    let v = s.regs[insn.src as usize];
+                                    s.set_slot((idx / 8) as usize, v);
                                 } else {
                                     s.kill_slots(o, size);
                                 }
@@ -1126,7 +1185,7 @@ fn analyse(
                                 for &c in &callers[sp] {
                                     if !queued[c] {
                                         queued[c] = true;
-                                        work.push(c);
+                                        work.push(Reverse(c));
                                     }
                                 }
                             }
@@ -1139,10 +1198,7 @@ fn analyse(
                         if !callers[sp].contains(&l) {
                             callers[sp].push(l);
                         }
-                        let mut e = State {
-                            regs: [Reg::kind(K_UNINIT); 11],
-                            slots: [Reg::kind(K_SCALAR); SLOTS],
-                        };
+                        let mut e = State::new(&empty_slots);
                         for r in 1..=5 {
                             e.regs[r] = s.regs[r].cross_frame();
                         }
@@ -1376,6 +1432,18 @@ fn check_types(
                         ),
                     );
                 }
+                // check_reg_sane_offset: constants of 2^29 or more are refused.
+                if !x && matches!(op, BPF_ADD | BPF_SUB) && (insn.imm as i64).abs() >= 1 << 29 {
+                    return Err(fail(
+                        EINVAL,
+                        log,
+                        format!(
+                            "{i}: math between {} pointer and {} is not allowed",
+                            kinds_name(pk),
+                            insn.imm
+                        ),
+                    ));
+                }
                 match op {
                     BPF_ADD => {}
                     BPF_SUB if preg == insn.dst => {}
@@ -1484,8 +1552,9 @@ fn check_types(
                     ));
                 }
                 if bk == K_STACK && sn.off_state == 1 {
-                    let o = sn.off + insn.off as i32;
-                    if o < -(MAX_BPF_STACK as i32) || o + size > 0 {
+                    let o = sn.off as i64 + insn.off as i64;
+                    let size = size as i64;
+                    if o < -(MAX_BPF_STACK as i64) || o + size > 0 {
                         return Err(fail(
                             EACCES,
                             log,

@@ -91,6 +91,8 @@ fn rejected() -> Vec<(&'static str, Vec<Insn>, u32, u32, i32)> {
         ("stack below frame", a("stdw [%r10-520], 0\nmov %r0, 0\nexit"), x, 37, EACCES),
         ("stack above frame", a("stdw [%r10+0], 0\nmov %r0, 0\nexit"), x, 37, EACCES),
         ("stack misaligned", a("stdw [%r10-12], 0\nmov %r0, 0\nexit"), x, 37, EACCES),
+        ("stack via copy far out of bounds", a("mov %r2, %r10\nadd %r2, 0x7ffffff0\nstb [%r2+0x7fff], 0\nmov %r0, 0\nexit"), x, 37, EINVAL),
+        ("stack offset past the frame, large", a("mov %r2, %r10\nadd %r2, 0x1000000\nstb [%r2+0], 0\nmov %r0, 0\nexit"), x, 37, EACCES),
         ("stack via copy out of bounds", a("mov %r2, %r10\nadd %r2, -600\nstb [%r2+0], 0\nmov %r0, 0\nexit"), x, 37, EACCES),
         ("mixed ctx and stack pointer", a("ldxw %r2, [%r1+12]\nmov %r3, %r1\njeq %r2, 0, +2\nmov %r3, %r10\nadd %r3, -8\nldxw %r0, [%r3+0]\nexit"), x, 37, EINVAL),
         ("loop without exit, same state", a("mov %r0, 0\nl: ja l"), x, 37, EINVAL),

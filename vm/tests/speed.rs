@@ -70,3 +70,32 @@ fn dump_speed_programs() {
         println!("PROG {name} {}", hex.join(","));
     }
 }
+
+/// Load time of the largest programs the kernel accepts (straight line, all jumps).
+#[test]
+#[ignore = "benchmark"]
+fn load_speed_large() {
+    use bpftime_vm::insn::Insn;
+    let n = 1_000_000 - 2;
+    let mut straight = vec![Insn::new(0xb7, 0, 0, 0, 1); n];
+    straight.push(Insn::new(0x95, 0, 0, 0, 0));
+    let mut jumps = vec![Insn::new(0xb7, 0, 0, 0, 1)];
+    jumps.extend(std::iter::repeat_n(Insn::new(0x15, 0, 0, 0, 7), n));
+    jumps.push(Insn::new(0x95, 0, 0, 0, 0));
+    for (name, p) in [("straight", straight), ("jumps", jumps)] {
+        let spec = ProgLoadSpec {
+            prog_type: prog_type::XDP,
+            insns: encode(&p),
+            license: "GPL".into(),
+            ..Default::default()
+        };
+        let t = std::time::Instant::now();
+        let r = Program::load(spec, &NoMaps);
+        println!(
+            "{name:10} {} insns: {:?} in {:?}",
+            p.len(),
+            r.map(|_| ()).map_err(|e| e.errno),
+            t.elapsed()
+        );
+    }
+}

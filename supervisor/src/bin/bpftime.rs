@@ -87,12 +87,12 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
     for p in list("programs") {
         println!(
             "{:>5}  {:<5} {:<16} {:<16} {:>6}  {}",
-            p["id"],
-            p["type"],
+            s(&p["id"]),
+            s(&p["type"]),
             s(&p["name"]),
             s(&p["tag"]),
-            p["insns"],
-            p["map_ids"]
+            s(&p["insns"]),
+            s(&p["map_ids"])
         );
     }
     println!(
@@ -102,12 +102,12 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
     for m in list("maps") {
         println!(
             "{:>5}  {:<5} {:<16} {:>5} {:>6} {:>8} {:>#8x}",
-            m["id"],
-            m["type"],
+            s(&m["id"]),
+            s(&m["type"]),
             s(&m["name"]),
-            m["key_size"],
-            m["value_size"],
-            m["max_entries"],
+            s(&m["key_size"]),
+            s(&m["value_size"]),
+            s(&m["max_entries"]),
             m["flags"].as_u64().unwrap_or(0)
         );
     }
@@ -133,10 +133,34 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("{:<6} {:>5}  {}", s(&p["kind"]), s(&p["id"]), s(&p["path"]));
     }
     println!(
-        "\nATTACHMENTS: {}   TARGETS: {}",
-        list("attachments").len(),
-        list("targets").len()
+        "\nATTACHMENTS\n{:>3}  {:<12} {:>7} {:<4} {:<16} {:<10} {:>5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "id", "ifname", "ifindex", "mode", "program", "holder", "prog", "rx", "drop", "pass", "tx",
+        "redirect", "aborted"
     );
+    for a in list("attachments") {
+        let o = &a["owner"];
+        let holder = match (s(&o["holder"]).as_str(), &o["link_id"]) {
+            ("link", id) => format!("link {}", s(id)),
+            (h, _) => h.to_string(),
+        };
+        println!(
+            "{:>3}  {:<12} {:>7} {:<4} {:<16} {:<10} {:>5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+            s(&a["id"]),
+            s(&a["ifname"]),
+            s(&a["ifindex"]),
+            s(&a["mode"]),
+            s(&a["program"]),
+            holder,
+            s(&o["prog_id"]),
+            s(&a["rx_packets"]),
+            s(&a["drop"]),
+            s(&a["pass"]),
+            s(&a["tx"]),
+            s(&a["redirect"]),
+            s(&a["aborted"])
+        );
+    }
+    println!("\nTARGETS: {}", list("targets").len());
     Ok(())
 }
 

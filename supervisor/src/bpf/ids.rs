@@ -52,19 +52,19 @@ pub fn get_fd_by_id(call: &Call<'_>, a: &Attr, c: i32) -> Reply {
     if open_flags & BPF_F_TOKEN_FD != 0 && kind != Kind::Link {
         return Reply::Errno(libc::EBADF);
     }
-    let creds = match call.creds() {
-        Ok(c) => c,
-        Err(e) => return Reply::Errno(e),
-    };
-    if !creds.has(cap::SYS_ADMIN) {
-        return Reply::Errno(libc::EPERM);
-    }
     let allowed = match kind {
         Kind::Map => BPF_F_RDONLY | BPF_F_WRONLY,
         _ => 0,
     };
     if open_flags & !allowed != 0 || open_flags == BPF_F_RDONLY | BPF_F_WRONLY {
         return Reply::Errno(libc::EINVAL);
+    }
+    let creds = match call.creds() {
+        Ok(c) => c,
+        Err(e) => return Reply::Errno(e),
+    };
+    if !creds.has(cap::SYS_ADMIN) {
+        return Reply::Errno(libc::EPERM);
     }
     match call.daemon.registry.lock().unwrap().by_id(kind, a.u32(0)) {
         Some(obj) => Reply::Shared(obj),

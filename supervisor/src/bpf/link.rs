@@ -5,7 +5,16 @@
 //! that program there.
 //! attr (create): prog_fd 0, target_ifindex 4, attach_type 8, flags 12.
 //! attr (update): link_fd 0, new_prog_fd 4, flags 8, old_prog_fd 12.
+//!
+//! The device's emulated XDP state (`daemon.nl.devs`, keyed by (netns inode,
+//! ifindex)) is shared with the netlink path, so the two exclude each other as in
+//! `dev_xdp_attach` (net/core/dev.c): an active link in the mode -> EBUSY, a
+//! netlink program in the mode -> EBUSY, the other mode in use -> EEXIST. The
+//! interface is resolved in the calling thread's network namespace (dev_get_by_index
+//! in current's netns; unknown -> EINVAL as the kernel).
+//! Checked against the kernel by tests/tests/attach_errno.rs.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +23,7 @@ use bpftime_netdev::{AttachSpec, XdpMode};
 use super::prog_load::prog_type;
 use super::Attr;
 use crate::call::{cap, Call, Reply};
+use crate::netlink::{self, DriverXdp, FdSocket, Slot};
 use crate::registry::{Body, Kind, LinkObj, Object};
 use crate::sys::memfd;
 
@@ -24,10 +34,22 @@ pub const LINK_TYPE_XDP: u32 = 6;
 const XDP_FLAGS_SKB_MODE: u32 = 2;
 const XDP_FLAGS_DRV_MODE: u32 = 4;
 const XDP_FLAGS_HW_MODE: u32 = 8;
+const XDP_FLAGS_MODES: u32 = XDP_FLAGS_SKB_MODE | XDP_FLAGS_DRV_MODE | XDP_FLAGS_HW_MODE;
 const BPF_F_REPLACE: u32 = 4;
 
 fn vm_program(prog: &Object) -> Arc<dyn bpftime_netdev::XdpProgram> {
-    Arc::new(bpftime_netdev::VmProgram::new(prog.as_prog().unwrap().prog.vm.clone()))
+    Arc::new(bpftime_netdev::VmProgram::new(
+        prog.as_prog().unwrap().prog.vm.clone(),
+    ))
+}
+
+/// Whether `ifindex` exists in the network namespace at `netns`, and what its driver
+/// offers (ETHTOOL_GDRVINFO through a socket made in that namespace).
+fn device_in(netns: &Path, ifindex: u32) -> Result<DriverXdp, i32> {
+    let sock = FdSocket::new(crate::sys::netns::socket_in(netns)?);
+    sock.ifname_of(ifindex).map_err(|_| libc::EINVAL)?;
+    let drv = sock.driver_of(ifindex).unwrap_or_default();
+    Ok(DriverXdp::for_driver(&drv))
 }
 
 pub fn link_create(call: &Call<'_>, a: &Attr) -> Reply {
@@ -42,12 +64,12 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     let p = prog.as_prog().unwrap();
     let attach_type = a.u32(8);
     if p.prog.prog_type != prog_type::XDP || attach_type != BPF_XDP {
-        call.trace(|| format!("  LINK_CREATE: attach type {attach_type} for prog type {}: EINVAL", p.prog.prog_type));
-        return Err(libc::EINVAL);
-    }
-    let flags = a.u32(12);
-    let modes = XDP_FLAGS_SKB_MODE | XDP_FLAGS_DRV_MODE | XDP_FLAGS_HW_MODE;
-    if flags & !modes != 0 || (flags & modes).count_ones() > 1 {
+        call.trace(|| {
+            format!(
+                "  LINK_CREATE: attach type {attach_type} for prog type {}: EINVAL",
+                p.prog.prog_type
+            )
+        });
         return Err(libc::EINVAL);
     }
     if a.b[16..64].iter().any(|&b| b != 0) {
@@ -57,46 +79,63 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     if !creds.has(cap::NET_ADMIN) {
         return Err(libc::EPERM);
     }
-    if flags & XDP_FLAGS_HW_MODE != 0 {
-        return Err(libc::EOPNOTSUPP);
-    }
-    let ifindex = a.u32(4);
-    if ifindex == 0 {
+    // bpf_xdp_link_attach: only mode flags; then the device (in current's netns).
+    let flags = a.u32(12);
+    if flags & !XDP_FLAGS_MODES != 0 {
         return Err(libc::EINVAL);
     }
+    let ifindex = a.u32(4);
     let netns = call.proc_path("ns/net");
-    let modes: &[XdpMode] = match flags {
-        XDP_FLAGS_SKB_MODE => &[XdpMode::Skb],
-        XDP_FLAGS_DRV_MODE => &[XdpMode::Drv],
-        // No mode: native if the driver has it, else generic (as dev_xdp_mode).
-        _ => &[XdpMode::Drv, XdpMode::Skb],
-    };
-    let mut last = libc::EOPNOTSUPP;
-    let mut attached = None;
-    for &mode in modes {
-        let spec = AttachSpec {
-            netns: Some(netns.clone()),
-            ifindex,
-            mode,
-            program: vm_program(&prog),
-            queues: None,
-            cpu_pinning: false,
-        };
-        match call.daemon.dataplane.attach(spec) {
-            Ok(id) => {
-                attached = Some(id);
-                break;
-            }
-            Err(e) => {
-                last = e.errno();
-                call.trace(|| format!("  LINK_CREATE: {mode:?} attach to ifindex {ifindex}: {e}"));
-                if last != libc::EOPNOTSUPP {
-                    break;
-                }
-            }
-        }
+    let ns = crate::nl::netns_ino(call)?;
+    let driver = device_in(&netns, ifindex)?;
+    if !call.valid() {
+        return Err(libc::EINTR);
     }
-    let id = attached.ok_or(last)?;
+    // dev_xdp_attach(dev, extack, link, NULL, NULL, flags), under the device state
+    // lock so that a netlink attach cannot slip in between.
+    let mut devs = call.daemon.nl.devs.lock().unwrap();
+    let dev = devs.entry((ns, ifindex)).or_default();
+    if (flags & XDP_FLAGS_MODES).count_ones() > 1 {
+        return Err(libc::EINVAL);
+    }
+    if flags & XDP_FLAGS_MODES == 0 && dev.xdp.count() > 1 {
+        return Err(libc::EINVAL);
+    }
+    let mode = netlink::xdp::dev_xdp_mode(flags, driver);
+    let cur = dev.xdp.get(mode);
+    if cur.is_some() {
+        // "Can't replace active BPF XDP link" / "... XDP program with BPF link".
+        return Err(libc::EBUSY);
+    }
+    let other = if mode == netlink::XdpMode::Skb {
+        netlink::XdpMode::Drv
+    } else {
+        netlink::XdpMode::Skb
+    };
+    if mode != netlink::XdpMode::Hw && dev.xdp.get(other).is_some() {
+        return Err(libc::EEXIST);
+    }
+    let dp_mode = match mode {
+        netlink::XdpMode::Skb => XdpMode::Skb,
+        netlink::XdpMode::Drv if driver.native => XdpMode::Drv,
+        netlink::XdpMode::Drv => return Err(libc::EOPNOTSUPP),
+        // No offload here; drivers without it answer EINVAL (veth_xdp).
+        netlink::XdpMode::Hw if driver.offload => return Err(libc::EOPNOTSUPP),
+        netlink::XdpMode::Hw => return Err(libc::EINVAL),
+    };
+    let spec = AttachSpec {
+        netns: Some(netns),
+        ifindex,
+        mode: dp_mode,
+        program: vm_program(&prog),
+        queues: None,
+        cpu_pinning: false,
+    };
+    let id = call.daemon.dataplane.attach(spec).map_err(|e| {
+        call.trace(|| format!("  LINK_CREATE: {dp_mode:?} attach to ifindex {ifindex}: {e}"));
+        e.errno()
+    })?;
+    let drv = dp_mode == XdpMode::Drv;
     let handle = match memfd::create(Kind::Link.memfd_name()) {
         Ok(h) => h,
         Err(e) => {
@@ -110,10 +149,21 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         ifindex: ifindex.into(),
         attach_type,
         attachment: Mutex::new(Some(id)),
+        netns_ino: ns,
+        drv,
     });
-    let r = call.daemon.registry.lock().unwrap().insert(Kind::Link, handle, body, creds.uid);
+    let r = call
+        .daemon
+        .registry
+        .lock()
+        .unwrap()
+        .insert(Kind::Link, handle, body, creds.uid);
     match r {
         Ok(obj) => {
+            *dev.xdp.get_mut(mode) = Some(Slot {
+                prog_id: prog.id,
+                link: true,
+            });
             call.trace(|| format!("  link {} prog {} ifindex {ifindex}", obj.id, prog.id));
             Ok(Reply::Object(obj))
         }
@@ -147,8 +197,32 @@ pub fn link_update(call: &Call<'_>, a: &Attr) -> Reply {
             return Err(libc::EINVAL);
         }
         let att = *l.attachment.lock().unwrap();
-        let Some(id) = att else { return Err(libc::ENOLINK) };
-        call.daemon.dataplane.replace(id, vm_program(&new)).map_err(|e| e.errno())?;
+        let Some(id) = att else {
+            return Err(libc::ENOLINK);
+        };
+        call.daemon
+            .dataplane
+            .replace(id, vm_program(&new))
+            .map_err(|e| e.errno())?;
+        // What netlink queries report follows the link's program.
+        let ifindex = l.ifindex.load(Ordering::Relaxed);
+        if let Some(dev) = call
+            .daemon
+            .nl
+            .devs
+            .lock()
+            .unwrap()
+            .get_mut(&(l.netns_ino, ifindex))
+        {
+            let slot = if l.drv {
+                &mut dev.xdp.drv
+            } else {
+                &mut dev.xdp.skb
+            };
+            if let Some(s) = slot.as_mut().filter(|s| s.link) {
+                s.prog_id = new.id;
+            }
+        }
         *cur = new;
         Ok(())
     })();
@@ -164,10 +238,44 @@ pub fn link_detach(call: &Call<'_>, a: &Attr) -> Reply {
             let l = link.as_link().unwrap();
             if let Some(id) = l.attachment.lock().unwrap().take() {
                 let _ = call.daemon.dataplane.detach(id);
+                crate::nl::link_detached(
+                    &call.daemon.nl,
+                    l.netns_ino,
+                    l.ifindex.load(Ordering::Relaxed),
+                    l.drv,
+                );
             }
             l.ifindex.store(0, Ordering::Relaxed);
             Reply::Value(0)
         }
         Err(e) => Reply::Errno(e),
     }
+}
+
+/// Who holds each data plane attachment, for `bpftime status`: attachment id ->
+/// {holder ("link" or "netlink"), link_id, prog_id, netns_ino}.
+pub fn attachment_owners(
+    d: &crate::daemon::Daemon,
+) -> std::collections::HashMap<u64, serde_json::Value> {
+    let mut m = std::collections::HashMap::new();
+    for ((ns, _), dev) in d.nl.devs.lock().unwrap().iter() {
+        for (id, prog) in dev.atts.values() {
+            m.insert(
+                id.0,
+                serde_json::json!({"holder": "netlink", "prog_id": prog.id, "netns_ino": ns}),
+            );
+        }
+    }
+    let reg = d.registry.lock().unwrap();
+    for o in reg.all(Kind::Link) {
+        let Some(l) = o.as_link() else { continue };
+        if let Some(id) = *l.attachment.lock().unwrap() {
+            m.insert(
+                id.0,
+                serde_json::json!({"holder": "link", "link_id": o.id,
+                    "prog_id": l.prog.lock().unwrap().id, "netns_ino": l.netns_ino}),
+            );
+        }
+    }
+    m
 }

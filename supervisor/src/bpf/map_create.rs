@@ -57,15 +57,30 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         return Err(libc::EINVAL);
     }
     let creds = call.creds()?;
-    if !creds.bpf_capable() {
-        return Err(libc::EPERM);
-    }
-    if matches!(
-        attr.map_type,
-        map_type::DEVMAP | map_type::DEVMAP_HASH | map_type::XSKMAP
-    ) && !creds.has(crate::call::cap::NET_ADMIN)
+    // The kernel validates the attributes (map_alloc_check) before the capability
+    // check; the vm validates while creating, so an unprivileged caller's map is built
+    // (when small) and dropped, to give the same errno.
+    let privileged = if !creds.bpf_capable()
+        || (matches!(
+            attr.map_type,
+            map_type::DEVMAP | map_type::DEVMAP_HASH | map_type::XSKMAP
+        ) && !creds.has(crate::call::cap::NET_ADMIN))
     {
-        return Err(libc::EPERM);
+        Err(libc::EPERM)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = privileged {
+        // Attribute errors first (type, sizes, flags), then EPERM; map-in-map types
+        // resolve their inner map only after the capability check.
+        if !matches!(
+            attr.map_type,
+            map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS
+        ) && attr.max_entries as u64 * (attr.key_size as u64 + attr.value_size as u64) <= 1 << 20
+        {
+            maps::create_with(&attr, CreateOpts::default()).map_err(|e| e.errno())?;
+        }
+        return Err(e);
     }
     let name = super::obj_name(&raw_name)?;
     let attr = MapAttr { name, ..attr };

@@ -53,16 +53,43 @@ pub fn lookup(call: &Call<'_>, a: &Attr, delete: bool) -> Reply {
     })())
 }
 
-/// Translates the values userspace gives to fd-holding maps (PROG_ARRAY: prog fd;
-/// map-in-map: map fd) into what the vm map stores.
-fn translate_value(call: &Call<'_>, map_type: u32, value: Vec<u8>) -> Result<Vec<u8>, i32> {
-    match map_type {
-        map_type::PROG_ARRAY | map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS => {
-            // The vm maps of these types are not wired to the registry yet.
-            let _ = call;
-            Err(libc::EOPNOTSUPP)
+/// Updates of fd-holding maps: PROG_ARRAY values are program fds, map-in-map values
+/// map fds, resolved in the caller's fd table (EBADF / EINVAL as the kernel).
+/// Returns None for other map types.
+fn update_fd_map(
+    call: &Call<'_>,
+    obj: &Object,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+) -> Option<Result<(), i32>> {
+    let map = &obj.as_map().unwrap().map;
+    let fd = i32::from_ne_bytes(value.get(..4)?.try_into().ok()?);
+    match map.attr().map_type {
+        map_type::PROG_ARRAY => {
+            let pa = map
+                .as_any()
+                .downcast_ref::<bpftime_vm::maps::prog_array::ProgArray>()?;
+            Some((|| {
+                pa.check_update(key, flags).map_err(|e| e.errno())?;
+                let p = call.object(fd, Kind::Prog, libc::EINVAL)?;
+                let idx = u32::from_ne_bytes(key[..4].try_into().unwrap());
+                pa.set(idx, p.id, p.as_prog().unwrap().prog.vm.clone(), flags)
+                    .map_err(|e| e.errno())
+            })())
         }
-        _ => Ok(value),
+        map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS => {
+            let mm = map
+                .as_any()
+                .downcast_ref::<bpftime_vm::maps::map_in_map::MapOfMaps>()?;
+            Some((|| {
+                mm.check_update(key, flags).map_err(|e| e.errno())?;
+                let inner = call.object(fd, Kind::Map, libc::EINVAL)?;
+                mm.set(key, inner.id, inner.as_map().unwrap().map.clone(), flags)
+                    .map_err(|e| e.errno())
+            })())
+        }
+        _ => None,
     }
 }
 
@@ -80,7 +107,9 @@ pub fn update(call: &Call<'_>, a: &Attr) -> Reply {
         }
         let key = call.read(a.u64(8), attr.key_size as usize)?;
         let value = call.read(a.u64(16), map.sys_value_size())?;
-        let value = translate_value(call, attr.map_type, value)?;
+        if let Some(r) = update_fd_map(call, &obj, &key, &value, flags) {
+            return r;
+        }
         map.sys_update(&key, &value, flags).map_err(|e| e.errno())
     })())
 }

@@ -5,17 +5,22 @@
 //!
 //! | command | status |
 //! |---|---|
-//! | MAP_CREATE, MAP_{LOOKUP,UPDATE,DELETE}_ELEM, MAP_GET_NEXT_KEY, MAP_LOOKUP_AND_DELETE_ELEM, MAP_FREEZE | supported (map types of bpftime-vm) |
+//! | MAP_CREATE, MAP_{LOOKUP,UPDATE,DELETE}_ELEM, MAP_GET_NEXT_KEY, MAP_LOOKUP_AND_DELETE_ELEM, MAP_FREEZE | supported (map types of bpftime-vm; PROG_ARRAY and map-in-map values resolved from the caller's fds) |
 //! | MAP_{LOOKUP,LOOKUP_AND_DELETE,UPDATE,DELETE}_BATCH | supported |
-//! | PROG_LOAD | supported (through bpftime-vm's pipeline) |
+//! | PROG_LOAD | XDP and SOCKET_FILTER (bpftime-vm's pipeline); other types EINVAL with a log line |
 //! | BTF_LOAD | supported (blob parsed, checked and kept) |
-//! | PROG_TEST_RUN | XDP and SOCKET_FILTER |
-//! | {PROG,MAP,LINK,BTF}_GET_NEXT_ID, *_GET_FD_BY_ID | supported |
+//! | PROG_TEST_RUN | XDP and SOCKET_FILTER; XDP live frames EOPNOTSUPP |
+//! | {PROG,MAP,LINK,BTF}_GET_NEXT_ID, *_GET_FD_BY_ID | supported (open_flags checked, not enforced per fd) |
 //! | OBJ_GET_INFO_BY_FD | prog, map, link, BTF |
 //! | PROG_BIND_MAP, ENABLE_STATS | supported |
-//! | OBJ_PIN, OBJ_GET | EPERM / ENOENT until the FUSE bpffs is wired |
-//! | LINK_CREATE, LINK_UPDATE, LINK_DETACH | EINVAL until netdev attach is wired |
-//! | everything else | the kernel's errno for an unsupported command, traced |
+//! | OBJ_PIN, OBJ_GET | through the FUSE bpffs (bpftime-fs); RDONLY/WRONLY not enforced per fd |
+//! | LINK_CREATE, LINK_UPDATE, LINK_DETACH | BPF_XDP into the netdev data plane; other attach types EINVAL |
+//! | TOKEN_CREATE | EOPNOTSUPP |
+//! | everything else (PROG_ATTACH/DETACH/QUERY, RAW_TRACEPOINT_OPEN, TASK_FD_QUERY, ITER_CREATE...) | EINVAL, traced |
+//!
+//! Attr rules as `__sys_bpf`: size > PAGE_SIZE E2BIG, non-zero bytes past
+//! `sizeof(union bpf_attr)` (168 on 6.18) E2BIG, a bad pointer EFAULT, non-zero bytes
+//! after the command's last field EINVAL, unknown command EINVAL.
 
 pub mod btf_load;
 pub mod enable_stats;
@@ -30,8 +35,6 @@ pub mod obj_pin;
 pub mod prog_bind_map;
 pub mod prog_load;
 pub mod test_run;
-
-use std::sync::Arc;
 
 use crate::call::{Call, Reply};
 use crate::registry::MapObj;
@@ -317,11 +320,30 @@ pub fn unsupported(call: &Call<'_>, c: i32) -> Reply {
     Reply::Errno(e)
 }
 
-/// The maps a map keeps alive (PROG_ARRAY holds programs through the vm; map-in-map
-/// holds inner maps).
-pub fn map_refs(m: &MapObj) -> Vec<Arc<dyn bpftime_vm::maps::Map>> {
-    let _ = m;
-    Vec::new()
+/// What a map keeps alive: the programs of a PROG_ARRAY and the inner maps of a
+/// map-in-map, as (kind, id) — a userspace lookup of those returns the id.
+pub fn map_refs(m: &MapObj) -> Vec<(crate::registry::Kind, u32)> {
+    use bpftime_vm::maps::map_type;
+    let a = m.map.attr();
+    let kind = match a.map_type {
+        map_type::PROG_ARRAY => crate::registry::Kind::Prog,
+        map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS => crate::registry::Kind::Map,
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    let mut next = vec![0u8; a.key_size as usize];
+    let mut val = vec![0u8; m.map.sys_value_size().max(4)];
+    for _ in 0..a.max_entries.min(1 << 20) {
+        if m.map.sys_get_next_key(key.as_deref(), &mut next).is_err() {
+            break;
+        }
+        if m.map.sys_lookup(&next, &mut val, 0).is_ok() {
+            out.push((kind, u32::from_ne_bytes(val[..4].try_into().unwrap())));
+        }
+        key = Some(next.clone());
+    }
+    out
 }
 
 /// Symbolic errno (traces).

@@ -51,6 +51,8 @@ pub struct Daemon {
     pub notifications: AtomicU64,
     /// The AF_XDP data plane (XDP attachments).
     pub dataplane: bpftime_netdev::Dataplane,
+    /// rtnetlink sockets of targets and the emulated per-device XDP state.
+    pub nl: crate::nl::NlState,
     /// A weak reference to itself (for stores of new bpffs instances).
     pub me: OnceLock<std::sync::Weak<Daemon>>,
 }
@@ -74,7 +76,7 @@ pub fn default_bpffs(socket: &Path) -> PathBuf {
 impl Daemon {
     /// Runs a collection: objects no process holds, and nothing references, go.
     pub fn gc(&self) -> usize {
-        let _w = self.gc_lock.write().unwrap();
+        let _w = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
         let wanted = self.registry.lock().unwrap().keys();
         if wanted.is_empty() {
             return 0;
@@ -177,6 +179,7 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
         notifications: AtomicU64::new(0),
         me: OnceLock::new(),
         dataplane: bpftime_netdev::Dataplane::new(),
+        nl: Default::default(),
     });
     let _ = d.me.set(Arc::downgrade(&d));
     mount_bpffs(&d, &bpffs)?;
@@ -318,6 +321,8 @@ impl Daemon {
                 if let Err(e) = self.dataplane.detach(id) {
                     warn!("detaching link {}: {e}", o.id);
                 }
+                let ifindex = l.ifindex.load(Ordering::Relaxed);
+                crate::nl::link_detached(&self.nl, l.netns_ino, ifindex, l.drv);
             }
         }
     }

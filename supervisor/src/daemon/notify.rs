@@ -54,16 +54,33 @@ fn handle(d: &Daemon, l: Listener<'_>, n: Notif, sink: Option<&TraceSink>) {
         // whose last fd is closed are gone, as they would be in the kernel.
         d.gc();
     }
-    let _g = d.gc_lock.read().unwrap();
     let call = Call::new(n, d, l, sink);
-    let reply = match n.nr {
-        nr::BPF => crate::bpf::dispatch(&call),
-        nr::STATFS => crate::fsys::statfs(&call),
-        nr::FSTATFS => crate::fsys::fstatfs(&call),
-        nr::MOUNT => crate::fsys::mount(&call),
-        _ => Reply::Continue,
+    let run = || {
+        if n.nr == nr::BPF {
+            // Objects are created and installed under the shared side of the GC lock.
+            let _g = d.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+            let reply = crate::bpf::dispatch(&call);
+            answer(d, &call, reply);
+            return;
+        }
+        let reply = match n.nr {
+            nr::STATFS => crate::fsys::statfs(&call),
+            nr::FSTATFS => crate::fsys::fstatfs(&call),
+            nr::MOUNT => crate::fsys::mount(&call),
+            nr::SENDTO => crate::nl::sendto(&call),
+            nr::SENDMSG => crate::nl::sendmsg(&call),
+            nr::RECVFROM => crate::nl::recvfrom(&call),
+            nr::RECVMSG => crate::nl::recvmsg(&call),
+            nr::EPOLL_CTL => crate::epoll::epoll_ctl(&call),
+            _ => Reply::Continue,
+        };
+        answer(d, &call, reply);
     };
-    answer(d, &call, reply);
+    // A bug in a handler must not leave the target stuck nor take the daemon down.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+        tracing::error!(nr = n.nr, tid = n.pid, "handler panicked; answering EINVAL");
+        let _ = l.send_errno(n.id, libc::EINVAL);
+    }
 }
 
 /// `*_GET_NEXT_ID` with start_id 0.

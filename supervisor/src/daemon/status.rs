@@ -7,6 +7,8 @@ use crate::registry::Kind;
 
 /// The status object.
 pub fn collect(d: &Daemon) -> Value {
+    // Before the registry lock (it takes the device state, then the registry).
+    let owners = crate::bpf::link::attachment_owners(d);
     let reg = d.registry.lock().unwrap();
     let progs: Vec<Value> = reg
         .all(Kind::Prog)
@@ -67,7 +69,13 @@ pub fn collect(d: &Daemon) -> Value {
         "pins": pins,
         "attachments": d.dataplane.list().into_iter().map(|(id, st)| json!({
             "id": id.0, "ifindex": st.ifindex, "ifname": st.ifname, "mode": format!("{:?}", st.mode),
-            "program": st.program, "rx_packets": st.total.rx_packets})).collect::<Vec<_>>(),
+            "program": st.program, "rx_packets": st.total.rx_packets,
+            "owner": owners.get(&id.0), "queues": st.queues.len(), "zero_copy": st.zero_copy,
+            "rx_bytes": st.total.rx_bytes, "drop": st.total.drop, "pass": st.total.pass,
+            "tx": st.total.tx, "redirect": st.total.redirect, "aborted": st.total.aborted,
+            "exceptions": st.total.exceptions, "pass_failures": st.total.pass_failures,
+            "tx_failures": st.total.tx_failures,
+            "redirect_failures": st.total.redirect_failures})).collect::<Vec<_>>(),
         "targets": targets,
     })
 }

@@ -2,8 +2,11 @@
 //! wraps one interface and holds all of its `unsafe`; everything above is safe code.
 
 pub mod memfd;
+pub mod netns;
 pub mod pidfd;
+pub mod process;
 pub mod seccomp;
+pub mod statfs;
 pub mod target_mem;
 
 /// The calling thread's errno as a positive value.

@@ -6,6 +6,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// `PIDFD_THREAD` (= O_EXCL, 6.9+): a pidfd for a thread id.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 
+/// A pidfd for process `pid`.
+pub fn open(pid: u32) -> Result<OwnedFd, i32> {
+    // SAFETY: pidfd_open takes integers only.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(super::errno());
+    }
+    // SAFETY: a new fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// A pidfd for thread `tid`.
 pub fn open_thread(tid: u32) -> Result<OwnedFd, i32> {
     // SAFETY: pidfd_open takes integers only.
@@ -35,7 +46,13 @@ pub fn socket_kind(fd: &OwnedFd) -> Option<(i32, i32)> {
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: getsockopt writes at most `len` bytes into `v`.
         let r = unsafe {
-            libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&mut v as *mut libc::c_int).cast(), &mut len)
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
         };
         (r == 0).then_some(v)
     };

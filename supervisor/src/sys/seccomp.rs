@@ -29,6 +29,7 @@ pub mod nr {
     pub const RECVFROM: i32 = 45;
     pub const SENDMSG: i32 = 46;
     pub const RECVMSG: i32 = 47;
+    pub const EPOLL_CTL: i32 = 233;
 }
 
 /// Builds the classic BPF filter: on x86_64, notify `syscalls`, allow the rest; the

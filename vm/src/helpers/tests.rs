@@ -467,7 +467,11 @@ fn misc_helpers() {
 #[test]
 #[ignore]
 fn helper_cost() {
-    for (name, t) in [("ARRAY", mt::ARRAY), ("HASH", mt::HASH), ("LRU_HASH", mt::LRU_HASH)] {
+    for (name, t) in [
+        ("ARRAY", mt::ARRAY),
+        ("HASH", mt::HASH),
+        ("LRU_HASH", mt::LRU_HASH),
+    ] {
         let mut ctx = TestCtx::new();
         let m = maps::create(&attr(t, 4, 8, 64, 0)).unwrap();
         m.sys_update(&0u32.to_ne_bytes(), &[0; 8], 0).unwrap();
