@@ -17,6 +17,7 @@ pub mod epoll;
 pub mod fsys;
 pub mod netlink;
 pub mod nl;
+pub mod preflight;
 pub mod proto;
 pub mod registry;
 pub mod run;

@@ -115,16 +115,26 @@ impl netlink::XdpBackend for Backend<'_, '_> {
     fn device(&mut self, ifindex: u32) -> Option<(DevXdpState, DriverXdp)> {
         self.aux.ifname_of(ifindex).ok()?;
         let drv = self.aux.driver_of(ifindex).unwrap_or_default();
-        let st = self
-            .call
-            .daemon
-            .nl
-            .devs
-            .lock()
-            .unwrap()
-            .get(&(self.ns, ifindex))
-            .map(|d| d.xdp)
-            .unwrap_or_default();
+        let state = || {
+            self.call
+                .daemon
+                .nl
+                .devs
+                .lock()
+                .unwrap()
+                .get(&(self.ns, ifindex))
+                .map(|d| d.xdp)
+                .unwrap_or_default()
+        };
+        let mut st = state();
+        // A bpf_link whose last fd was closed a moment ago stays on record until the
+        // next collection (close() is not intercepted), where the kernel would have
+        // released it already: collect before answering EBUSY for it. (Netlink
+        // handlers do not hold the GC lock, so this cannot deadlock.)
+        if [st.skb, st.drv, st.hw].iter().flatten().any(|s| s.link) {
+            self.call.daemon.gc();
+            st = state();
+        }
         Some((st, DriverXdp::for_driver(&drv)))
     }
 
@@ -327,29 +337,36 @@ fn recv(
         .and_then(|v| i32::from_str_radix(&v, 8).ok())
         .is_some_and(|f| f & libc::O_NONBLOCK != 0);
     let wait = flags & libc::MSG_DONTWAIT == 0 && !nonblock;
-    loop {
-        let SockState {
-            queue,
-            sock,
-            aux,
-            netns,
-        } = &mut *st;
-        let (ns, nspath) = (netns.ino, netns.path());
-        let mut be = Backend {
-            call,
-            aux,
-            ns,
-            nspath,
-        };
-        match netlink::handle_recv(len, flags, wait, queue, sock, &mut be) {
-            Ok(r) => return Ok(Some(r)),
-            Err(libc::EAGAIN) if wait => {
-                if !call.valid() {
-                    return Err(libc::EINTR);
-                }
+    let SockState {
+        queue,
+        sock,
+        aux,
+        netns,
+    } = &mut *st;
+    let (ns, nspath) = (netns.ino, netns.path());
+    let mut be = Backend {
+        call,
+        aux,
+        ns,
+        nspath,
+    };
+    match netlink::handle_recv(len, flags, wait, queue, sock, &mut be) {
+        Ok(r) => Ok(Some(r)),
+        // Nothing queued here and nothing from the kernel within the socket's wait
+        // (FdSocket::timeout_ms): not the answer to a request (rtnetlink answers, and
+        // queues the next dump part, synchronously), so the target waits for multicast
+        // news. Let the kernel block it (CONTINUE: our queue is empty, so the order
+        // holds) rather than this target's notification thread, which would stall its
+        // other threads' syscalls (a Go agent's link watcher vs its bpf() calls).
+        // Such notifications then come unrewritten (a stub would show in RTM_NEWLINK).
+        Err(libc::EAGAIN) if wait => {
+            if call.valid() {
+                Ok(None)
+            } else {
+                Err(libc::EINTR)
             }
-            Err(e) => return Err(e),
         }
+        Err(e) => Err(e),
     }
 }
 

@@ -244,6 +244,10 @@ impl Registry {
     pub fn hold(&mut self, obj: &Object) {
         *self.holds.entry((obj.kind, obj.id)).or_default() += 1;
     }
+    /// Whether something holds `obj` through [`Registry::hold`] (a pin, an attachment).
+    pub fn is_held(&self, obj: &Object) -> bool {
+        self.holds.contains_key(&(obj.kind, obj.id))
+    }
     /// Drops a holder added with [`Registry::hold`].
     pub fn release(&mut self, obj: &Object) {
         if let Some(n) = self.holds.get_mut(&(obj.kind, obj.id)) {

@@ -157,6 +157,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<i32> {
     if opts.cmd.is_empty() {
         bail!("no command given");
     }
+    crate::preflight::check_here()?;
     let conn = connect_or_start(&opts.socket)?;
     proto::send(&conn, &Request::Hello, &[])?;
     let mut reader = LineReader::new();
@@ -284,7 +285,8 @@ fn child(
             None::<&str>,
         )?;
         let filter = seccomp::build_filter(NOTIFIED);
-        let listener: OwnedFd = seccomp::install(&filter, need_nnp)?;
+        let listener: OwnedFd = seccomp::install(&filter, need_nnp)
+            .map_err(|e| std::io::Error::other(crate::preflight::explain_install_error(&e)))?;
         // From here on only unfiltered syscalls (write, read, close, execve).
         nix::unistd::write(&lst_w, &listener.as_raw_fd().to_ne_bytes())?;
         let mut ack = [0u8; 1];

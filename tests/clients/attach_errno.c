@@ -249,6 +249,19 @@ int main(int argc, char **argv)
 	close(l);
 	sleep(3);
 	query("life.query.closed", ifindex);
+	/* Released link, then netlink at once (as a loader replacing its attachment). */
+	l = lcreate(p1, ifindex, SKB);
+	step("life.create.again", l < 0 ? l : 0);
+	close(l);
+	step("life.nl.after.close", nl(ifindex, p1, SKB, 0));
+	step("life.nl.after.close.detach", bpf_xdp_detach(ifindex, SKB, NULL));
+	l = lcreate(p1, ifindex, SKB);
+	close(l);
+	l = lcreate(p2, ifindex, SKB);
+	step("life.link.after.close", l < 0 ? l : 0);
+	query("life.query.link.after.close", ifindex);
+	close(l);
+	sleep(3);
 	step("life.nl.attach", nl(ifindex, p2, SKB, 0));
 	close(p2);
 	sleep(3);

@@ -72,6 +72,8 @@ fn xdp_attach_errnos_match_the_kernel() {
         "life.query.unpinned prog=none",
         "life.query.closed prog=none",
         "life.query.nl.prog.closed prog=p2",
+        "life.nl.after.close ok",
+        "life.link.after.close ok",
     ] {
         assert!(
             native_out.contains(want),

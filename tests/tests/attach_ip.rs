@@ -25,6 +25,10 @@ fn xdp_view(show: &str) -> String {
     let mut v = Vec::new();
     for l in show.lines() {
         if l.contains(" mtu ") {
+            let mut t = l.split_whitespace();
+            if t.any(|w| w == "mtu") {
+                v.push(format!("mtu {}", t.next().unwrap_or("")));
+            }
             for w in ["xdp", "xdpgeneric", "xdpoffload", "xdpmulti"] {
                 if l.split_whitespace().any(|t| t == w) {
                     v.push(w.to_string());
@@ -110,6 +114,36 @@ fn scenario(pair: &VethPair, ip: &dyn Fn(&[&str]) -> Output, obj: &str) -> Vec<S
     step("-force xdp", &force);
     step("xdpgeneric over native", &set("xdpgeneric"));
     step("xdp off", &["link", "set", "dev", dev, "xdp", "off"]);
+    // IFLA_XDP with other attributes: the kernel applies the rest, both results combine.
+    let mut mixed = vec!["link", "set", "dev", dev, "mtu", "1300", "xdpgeneric"];
+    mixed.extend_from_slice(&load);
+    step("mtu 1300 + xdpgeneric", &mixed);
+    step(
+        "mtu too big + xdpgeneric off",
+        &[
+            "link",
+            "set",
+            "dev",
+            dev,
+            "mtu",
+            "99999",
+            "xdpgeneric",
+            "off",
+        ],
+    );
+    step(
+        "mtu 1500 + xdpgeneric off",
+        &[
+            "link",
+            "set",
+            "dev",
+            dev,
+            "mtu",
+            "1500",
+            "xdpgeneric",
+            "off",
+        ],
+    );
     seen.push(format!("ping while attached: {ping_attached}"));
     seen.push(format!("ping after off: {ping_detached}"));
     seen
@@ -145,7 +179,9 @@ fn ip_link_xdp_modes_like_the_kernel() {
     let native = |args: &[&str]| Command::new("ip").args(args).output().unwrap();
     let kernel = scenario(&pair, &native, obj);
     assert!(
-        kernel[0].starts_with("xdpgeneric: 0  => xdpgeneric | prog/xdp name xdp_drop_icmp tag"),
+        kernel[0].starts_with(
+            "xdpgeneric: 0  => mtu 1500 | xdpgeneric | prog/xdp name xdp_drop_icmp tag"
+        ),
         "{kernel:?}"
     );
     assert!(
@@ -220,7 +256,7 @@ fn ip_link_xdp_modes_like_the_kernel() {
     loop {
         let show = native(&["-n", ns, "link", "show", "dev", &pair.if_b]);
         let v = xdp_view(&String::from_utf8_lossy(&show.stdout));
-        if v.is_empty() {
+        if !v.contains("xdp") {
             break;
         }
         assert!(

@@ -29,7 +29,9 @@ fn examples_dir() -> PathBuf {
 
 /// Compiles examples/<src> for BPF into `dir`.
 fn build_bpf(dir: &Path, src: &str) -> PathBuf {
-    let out = dir.join(Path::new(src).file_stem().unwrap()).with_extension("o");
+    let out = dir
+        .join(Path::new(src).file_stem().unwrap())
+        .with_extension("o");
     let st = Command::new("clang-19")
         .args(["-O2", "-g", "-target", "bpf", "-mcpu=v3"])
         .arg("-I/usr/include/x86_64-linux-gnu")
@@ -61,7 +63,12 @@ fn run_script(world: &World<'_>, script: &str) -> Output {
 }
 
 /// Runs `script` on the kernel and under bpftime; both transcripts must equal `expected`.
-fn both_worlds(tag: &str, script: impl Fn(&VethPair) -> String, setup: impl Fn(&VethPair), expected: &[&str]) {
+fn both_worlds(
+    tag: &str,
+    script: impl Fn(&VethPair) -> String,
+    setup: impl Fn(&VethPair),
+    expected: &[&str],
+) {
     for bpftime in [false, true] {
         let pair = VethPair::new(tag).expect("veth pair");
         pair.wait_up(Duration::from_secs(5)).unwrap();
@@ -94,7 +101,14 @@ fn ping_line(pair: &VethPair, what: &str) -> String {
     )
 }
 
-const NEEDS: &[Need] = &[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang, Need::Bpftool];
+const NEEDS: &[Need] = &[
+    Need::Root,
+    Need::Bpf,
+    Need::Netns,
+    Need::Fuse,
+    Need::Clang,
+    Need::Bpftool,
+];
 
 /// examples/ip-link-drop: `ip link set ... xdpgeneric obj`, `ip link show`, `xdp off`.
 #[test]
@@ -162,11 +176,10 @@ fn icmp_responder_example() {
         },
         |p| {
             // The kernel of namespace a ignores echo requests: only XDP_TX can answer.
-            let st = p
-                .a
-                .command("sysctl", &["-qw", "net.ipv4.icmp_echo_ignore_all=1"])
-                .status()
-                .unwrap();
+            let st =
+                p.a.command("sysctl", &["-qw", "net.ipv4.icmp_echo_ignore_all=1"])
+                    .status()
+                    .unwrap();
             assert!(st.success());
         },
         &[
@@ -225,6 +238,70 @@ fn firewall_example() {
     );
 }
 
+/// examples/devmap-forwarder: XDP_REDIRECT through a DEVMAP set from userspace; pings
+/// sent to namespace a leave through a second veth pair into namespace c.
+#[test]
+fn devmap_forwarder_example() {
+    if !require(NEEDS) {
+        return;
+    }
+    let dir = TempDir::new("ex-devmap");
+    let obj = build_bpf(dir.path(), "devmap-forwarder/devmap_forwarder.bpf.c");
+    let third = std::cell::RefCell::new(Vec::new());
+    both_worlds(
+        "ex-devmap",
+        |p| {
+            let a = format!("nsenter --net=/run/netns/{}", p.a.name());
+            let c = third.borrow();
+            let c: &bpftime_tests::netns::Netns = c.last().unwrap();
+            let ifindex = p.a.ifindex("fwd0").unwrap();
+            let key = ifindex
+                .to_le_bytes()
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let rx = format!(
+                "ip netns exec {} cat /sys/class/net/fwd1/statistics/rx_packets",
+                c.name()
+            );
+            format!(
+                "{a} ip link set dev {ifa} xdpgeneric obj {obj} sec xdp\n\
+                 {a} bpftool map update pinned /sys/fs/bpf/xdp/globals/tx_port key 0 0 0 0 value {key}\n\
+                 before=$({rx})\n\
+                 {ping}\n\
+                 after=$({rx})\n\
+                 [ $((after - before)) -ge 2 ] && echo forwarded || echo \"not forwarded: $before -> $after\"\n\
+                 {a} ip link set dev {ifa} xdpgeneric off\n\
+                 rm -rf /sys/fs/bpf/xdp /sys/fs/bpf/tc /sys/fs/bpf/ip 2>/dev/null || true\n",
+                ifa = p.if_a,
+                obj = obj.display(),
+                ping = ping_line(p, "ping of a"),
+            )
+        },
+        |p| {
+            let c = bpftime_tests::netns::Netns::new("ex-devmap-c").unwrap();
+            p.a.ip(&[
+                "link",
+                "add",
+                "fwd0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "fwd1",
+                "netns",
+                c.name(),
+            ])
+            .unwrap();
+            p.a.ip(&["link", "set", "fwd0", "up"]).unwrap();
+            c.ip(&["link", "set", "fwd1", "up"]).unwrap();
+            third.borrow_mut().push(c);
+        },
+        &["ping of a: no answer", "forwarded"],
+    );
+}
+
 /// The README's first command: examples/demo.sh (with the binaries of this build).
 #[test]
 fn readme_demo_runs() {
@@ -245,8 +322,7 @@ fn readme_demo_runs() {
     // The loader's last line counts the 5 pings (and ARP/ICMPv6 noise).
     let last = stdout
         .lines()
-        .filter(|l| l.starts_with("t="))
-        .last()
+        .rfind(|l| l.starts_with("t="))
         .unwrap_or_else(|| panic!("no counts printed: {stdout}"));
     let field = |k: &str| -> u64 {
         last.split_whitespace()
@@ -255,7 +331,10 @@ fn readme_demo_runs() {
             .unwrap_or(0)
     };
     assert!(field("icmp=") >= 5, "pings not counted: {last}");
-    assert!(field("total=") >= field("icmp="), "total below icmp: {last}");
+    assert!(
+        field("total=") >= field("icmp="),
+        "total below icmp: {last}"
+    );
     assert!(
         stdout.contains("\"key\"") || stdout.contains("key:"),
         "bpftool map dump printed nothing: {stdout}"

@@ -23,8 +23,16 @@ pub fn enable_stats(call: &Call<'_>, a: &Attr) -> Reply {
         Ok(fd) => fd,
         Err(e) => return Reply::Errno(e.raw_os_error().unwrap_or(libc::ENOMEM)),
     };
-    // Stats stay on for the daemon's life once asked for (the fd's close is not
-    // observed); the counters are cheap.
+    // Stats stay on while some process holds the fd (the collection drops it).
+    let key = match crate::registry::key_of(std::os::fd::AsFd::as_fd(&fd)) {
+        Ok(k) => k,
+        Err(e) => return Reply::Errno(e.raw_os_error().unwrap_or(libc::ENOMEM)),
+    };
+    let copy = match Call::dup(&fd) {
+        Ok(c) => c,
+        Err(e) => return Reply::Errno(e),
+    };
+    call.daemon.stats_fds.lock().unwrap().push((key, copy));
     call.daemon
         .stats_enabled
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

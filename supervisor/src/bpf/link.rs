@@ -52,6 +52,44 @@ fn device_in(netns: &Path, ifindex: u32) -> Result<DriverXdp, i32> {
     Ok(DriverXdp::for_driver(&drv))
 }
 
+/// Links on the device whose last fd was closed (close() is not intercepted) and that
+/// no pin holds: the kernel has released them already, bpftime's collection would
+/// only at its next run. Release them now, so that re-attaching right after closing
+/// the old link does not meet EBUSY. (Handlers run under the GC lock's shared side,
+/// so this checks only these links instead of running a collection.)
+fn reap_closed_links(call: &Call<'_>, ns: u64, ifindex: u32) {
+    let d = call.daemon;
+    let busy =
+        d.nl.devs
+            .lock()
+            .unwrap()
+            .get(&(ns, ifindex))
+            .is_some_and(|dev| [dev.xdp.skb, dev.xdp.drv].iter().flatten().any(|s| s.link));
+    if !busy {
+        return;
+    }
+    let links: Vec<Arc<Object>> = {
+        let reg = d.registry.lock().unwrap();
+        reg.all(Kind::Link)
+            .filter(|o| {
+                let l = o.as_link().unwrap();
+                l.netns_ino == ns
+                    && l.ifindex.load(Ordering::Relaxed) == ifindex
+                    && l.attachment.lock().unwrap().is_some()
+                    && !reg.is_held(o)
+            })
+            .cloned()
+            .collect()
+    };
+    for o in links {
+        let wanted = std::collections::HashSet::from([o.key]);
+        if crate::registry::scan_live_keys(std::process::id(), &wanted).is_empty() {
+            call.trace(|| format!("  link {} has no holder left: released", o.id));
+            d.link_released(&o);
+        }
+    }
+}
+
 pub fn link_create(call: &Call<'_>, a: &Attr) -> Reply {
     match create(call, a) {
         Ok(r) => r,
@@ -91,6 +129,7 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     if !call.valid() {
         return Err(libc::EINTR);
     }
+    reap_closed_links(call, ns, ifindex);
     // dev_xdp_attach(dev, extack, link, NULL, NULL, flags), under the device state
     // lock so that a netlink attach cannot slip in between.
     let mut devs = call.daemon.nl.devs.lock().unwrap();

@@ -47,6 +47,9 @@ pub struct Daemon {
     pub targets: Mutex<HashMap<u32, TargetInfo>>,
     /// Number of live BPF_ENABLE_STATS(RUN_TIME) fds: while > 0, runs are timed.
     pub stats_enabled: AtomicU64,
+    /// The fds BPF_ENABLE_STATS handed out (their keys and the daemon's copies):
+    /// stats stay on while a process holds one, as the kernel's anon inode.
+    pub stats_fds: Mutex<Vec<(registry::Key, std::os::fd::OwnedFd)>>,
     /// Notifications served (status).
     pub notifications: AtomicU64,
     /// The AF_XDP data plane (XDP attachments).
@@ -77,11 +80,20 @@ impl Daemon {
     /// Runs a collection: objects no process holds, and nothing references, go.
     pub fn gc(&self) -> usize {
         let _w = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
-        let wanted = self.registry.lock().unwrap().keys();
+        let mut wanted = self.registry.lock().unwrap().keys();
+        wanted.extend(self.stats_fds.lock().unwrap().iter().map(|(k, _)| *k));
         if wanted.is_empty() {
             return 0;
         }
         let live = registry::scan_live_keys(std::process::id(), &wanted);
+        self.stats_fds.lock().unwrap().retain(|(k, _)| {
+            let keep = live.contains(k);
+            if !keep {
+                self.stats_enabled.fetch_sub(1, Ordering::Relaxed);
+                bpftime_vm::program::stats::disable();
+            }
+            keep
+        });
         let dead = self.registry.lock().unwrap().collect(&live);
         for o in &dead {
             debug!(kind = ?o.kind, id = o.id, "collected");
@@ -176,6 +188,7 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
         socket,
         targets: Mutex::new(HashMap::new()),
         stats_enabled: AtomicU64::new(0),
+        stats_fds: Mutex::new(Vec::new()),
         notifications: AtomicU64::new(0),
         me: OnceLock::new(),
         dataplane: bpftime_netdev::Dataplane::new(),
