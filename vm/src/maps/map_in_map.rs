@@ -194,13 +194,7 @@ impl Map for MapOfMaps {
         _value: &mut [u8],
         flags: u64,
     ) -> Result<(), MapError> {
-        if flags & !BPF_F_LOCK != 0 {
-            return Err(MapError::Inval);
-        }
-        self.c.sys_read_ok()?;
-        self.c.sys_write_ok()?;
-        self.c.lock_flag_ok(flags)?;
-        Err(MapError::NotSupp)
+        self.c.lookup_and_delete_unsupported(flags)
     }
     fn freeze(&self) -> Result<(), MapError> {
         self.c.freeze()

@@ -308,6 +308,17 @@ impl Common {
         }
         self.lock_flag_ok(flags)
     }
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a type without it: the kernel's
+    /// generic checks (flags, access modes, lock) come first, then ENOTSUPP.
+    pub fn lookup_and_delete_unsupported(&self, flags: u64) -> Result<(), MapError> {
+        if flags & !update_flags::BPF_F_LOCK != 0 {
+            return Err(MapError::Inval);
+        }
+        self.sys_read_ok()?;
+        self.sys_write_ok()?;
+        self.lock_flag_ok(flags)?;
+        Err(MapError::NotSupp)
+    }
     /// `BPF_F_LOCK` needs a spin lock in the value.
     pub fn lock_flag_ok(&self, flags: u64) -> Result<(), MapError> {
         if flags & update_flags::BPF_F_LOCK != 0 && self.spin_lock_off.is_none() {
