@@ -199,10 +199,26 @@ impl netlink::XdpBackend for Backend<'_, '_> {
     }
 
     fn attachment_of(&mut self, ifindex: u32) -> Option<XdpAttachInfo> {
-        let devs = self.call.daemon.nl.devs.lock().unwrap();
-        devs.get(&(self.ns, ifindex))
-            .filter(|d| d.xdp.count() > 0)
-            .map(|d| d.xdp.attach_info())
+        let state = || {
+            let devs = self.call.daemon.nl.devs.lock().unwrap();
+            devs.get(&(self.ns, ifindex)).map(|d| d.xdp)
+        };
+        let mut st = state();
+        // As in `device`: a bpf_link closed a moment ago is gone in the kernel (its
+        // release runs before close() returns), so collect before reporting it
+        // (cilium/ebpf's link.Close() then a RTM_GETLINK query). The devs lock is not
+        // held across the collection, which takes it to detach. The kernel made this
+        // reply before that detach, so it may still show our data-plane stub: report
+        // what is left (nothing: IFLA_XDP_ATTACHED 0) instead of the kernel's nest.
+        if st.is_some_and(|x| [x.skb, x.drv, x.hw].iter().flatten().any(|s| s.link)) {
+            self.call.daemon.gc();
+            let before = st;
+            st = state();
+            if st != before {
+                return Some(st.unwrap_or_default().attach_info());
+            }
+        }
+        st.filter(|x| x.count() > 0).map(|x| x.attach_info())
     }
 }
 

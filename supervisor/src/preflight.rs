@@ -98,9 +98,15 @@ mod tests {
     #[test]
     fn names_what_is_missing() {
         let e = check(0, Some((6, 18))).unwrap_err().to_string();
-        assert!(e.contains("not running as root") && e.contains("sudo"), "{e}");
+        assert!(
+            e.contains("not running as root") && e.contains("sudo"),
+            "{e}"
+        );
         let e = check(ROOT, Some((5, 10))).unwrap_err().to_string();
-        assert!(e.contains("5.10 is too old") && e.contains(">= 5.19"), "{e}");
+        assert!(
+            e.contains("5.10 is too old") && e.contains(">= 5.19"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 

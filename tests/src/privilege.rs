@@ -25,6 +25,9 @@ pub enum Need {
     Clang,
     /// bpftool is installed.
     Bpftool,
+    /// The Go toolchain (`go`) and Debian's cilium/ebpf and vishvananda/netlink sources
+    /// (under /usr/share/gocode) are installed, to build Go loaders at test time.
+    Go,
 }
 
 /// Whether privileged tests must run (CI): then a missing capability is a failure.
@@ -56,6 +59,17 @@ pub fn missing(need: Need) -> Option<String> {
         Need::Bpftool => which("bpftool")
             .is_none()
             .then(|| "bpftool is not installed".into()),
+        Need::Go => {
+            let src = Path::new("/usr/share/gocode/src/github.com");
+            if which("go").is_none() {
+                Some("go is not installed (tests/install-deps.sh installs golang-go)".into())
+            } else if !src.join("cilium/ebpf").is_dir() || !src.join("vishvananda/netlink").is_dir()
+            {
+                Some("golang-github-cilium-ebpf-dev / golang-github-vishvananda-netlink-dev are not installed".into())
+            } else {
+                None
+            }
+        }
     }
 }
 
