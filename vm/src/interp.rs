@@ -103,7 +103,7 @@ pub(crate) struct RunArgs<'a> {
 pub(crate) struct RunCtx<'a> {
     first: &'a Program,
     cur: Option<Arc<Program>>,
-    xdp: &'a mut XdpCtx,
+    pub(crate) xdp: &'a mut XdpCtx,
     cpu: u32,
     host: &'a dyn HostEnv,
     /// Pinned on first use by a helper (programs without helpers never need it).
@@ -112,13 +112,13 @@ pub(crate) struct RunCtx<'a> {
     /// Frames in use in `scratch.frames` (shared by nested `exec`s).
     frames_used: usize,
     scratch: Box<Scratch>,
-    stack_base: u64,
+    pub(crate) stack_base: u64,
     skb_data: (u64, u64),
-    depth: usize,
-    tail_cnt: u32,
-    pending_tail: Option<Arc<Program>>,
-    budget: u64,
-    may_goto: u64,
+    pub(crate) depth: usize,
+    pub(crate) tail_cnt: u32,
+    pub(crate) pending_tail: Option<Arc<Program>>,
+    pub(crate) budget: u64,
+    pub(crate) may_goto: u64,
 }
 
 pub(crate) enum End {
@@ -160,7 +160,12 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
             None => rc.first,
         };
         rc.depth = 0;
-        match exec(p, &mut rc, 0, args, true) {
+        // Compiled code when the JIT took the program, else the interpreter.
+        let r = match p.jit.as_ref() {
+            Some(code) => crate::jit::exec(code, &mut rc, args),
+            None => exec(p, &mut rc, 0, args, true),
+        };
+        match r {
             Ok(End::Exit(v)) => break Ok(v),
             Ok(End::Tail(next)) => {
                 rc.cur = Some(next);
@@ -177,7 +182,7 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
 }
 
 impl RunCtx<'_> {
-    fn cur_prog(&self) -> &Program {
+    pub(crate) fn cur_prog(&self) -> &Program {
         match &self.cur {
             Some(c) => c,
             None => self.first,
@@ -211,6 +216,17 @@ impl RunCtx<'_> {
                 .regions
                 .iter()
                 .any(|r| r.contains(addr, len, write))
+    }
+
+    /// The region of this run (static or added by a helper) holding `[addr, addr+len)`,
+    /// as `access_ok_slow` finds it (the JIT caches it; regions live for the whole run).
+    pub(crate) fn find_region(&self, addr: u64, len: u64, write: bool) -> Option<Region> {
+        self.cur_prog()
+            .static_regions
+            .iter()
+            .chain(self.scratch.regions.iter())
+            .find(|r| r.contains(addr, len, write))
+            .copied()
     }
 
     #[inline(always)]

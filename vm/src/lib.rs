@@ -11,6 +11,8 @@
 //! - [`verifier`]: structural checks and context tracking at load time.
 //! - [`program`]: `Program::load` (the whole pipeline) and the loaded program.
 //! - `interp` (private): the interpreter; implements [`run::HelperCtx`].
+//! - [`jit`]: a Cranelift backend compiling the rewritten program to machine
+//!   code, used when it supports every instruction (`BPFTIME_JIT=0` turns it off).
 //! - [`mem`]: the memory regions a run may touch, checked at run time.
 //! - [`run`]: the contract with helpers (`HelperCtx`, the XDP context, `Fault`).
 //!
@@ -29,6 +31,7 @@ pub mod error;
 pub mod helpers;
 pub mod insn;
 pub(crate) mod interp;
+pub mod jit;
 pub mod maps;
 pub mod mem;
 pub mod program;

@@ -152,6 +152,8 @@ pub struct Program {
     run_cnt: AtomicU64,
     run_time_ns: AtomicU64,
     faults: AtomicU64,
+    /// Machine code from the JIT, when it took the program (else the interpreter runs it).
+    pub(crate) jit: Option<crate::jit::Compiled>,
 }
 
 impl std::fmt::Debug for Program {
@@ -290,7 +292,7 @@ impl Program {
             gpl,
         })?;
         let map_handles = checked.maps.iter().map(map_handle).collect();
-        Ok(Program {
+        let mut prog = Program {
             tag: calc_tag(&insns),
             insn_cnt: insns.len() as u32,
             gpl,
@@ -307,7 +309,33 @@ impl Program {
             run_cnt: AtomicU64::new(0),
             run_time_ns: AtomicU64::new(0),
             faults: AtomicU64::new(0),
-        })
+            jit: None,
+        };
+        if crate::jit::enabled() {
+            prog.jit = crate::jit::compile(&prog);
+        }
+        Ok(prog)
+    }
+
+    /// Bytes of machine code (`bpf_prog_info.jited_prog_len`); 0 when interpreted.
+    pub fn jited_len(&self) -> u32 {
+        self.jit.as_ref().map_or(0, |j| j.len() as u32)
+    }
+
+    /// The JIT-compiled machine code (empty when interpreted), as the kernel's
+    /// `jited_prog_insns`.
+    pub fn jited_insns(&self) -> &[u8] {
+        self.jit.as_ref().map_or(&[], |j| j.bytes())
+    }
+
+    /// Whether runs use JIT-compiled code.
+    pub fn is_jitted(&self) -> bool {
+        self.jit.is_some()
+    }
+
+    /// Drop the compiled code: later runs use the interpreter (comparisons, tests).
+    pub fn disable_jit(&mut self) {
+        self.jit = None;
     }
 
     /// The verifier log (what log_buf receives for log_level > 0).

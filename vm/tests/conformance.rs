@@ -1,4 +1,6 @@
-//! The bpf_conformance suite (RFC 9669 / Linux cpu v1-v4) on the interpreter.
+//! The bpf_conformance suite (RFC 9669 / Linux cpu v1-v4) on both back ends: every
+//! case once on the JIT (falling back to the interpreter for what it does not
+//! compile) and once on the interpreter.
 //! Data: `../shared/bpf_conformance/tests` relative to the workspace root.
 
 use std::path::PathBuf;
@@ -80,14 +82,25 @@ fn parse(text: &str) -> Case {
     }
 }
 
-fn run_case(text: &str) -> Result<(), String> {
+/// Run one case; `jit`: keep the compiled code (else interpret). `compiled` counts
+/// cases that really ran on the JIT.
+fn run_case(text: &str, jit: bool, compiled: &mut usize) -> Result<(), String> {
     let case = parse(text);
     let insns: Vec<Insn> = assemble(&case.asm).map_err(|e| format!("asm: {e}"))?;
-    let prog = match Program::load_raw(&insns, test_helpers) {
+    // The back end is forced either way, whatever BPFTIME_JIT says.
+    let prog = bpftime_vm::jit::scoped(jit, || Program::load_raw(&insns, test_helpers));
+    let prog = match prog {
         Ok(p) => p,
         Err(_) if case.error.is_some() => return Ok(()),
         Err(e) => return Err(format!("load: {e}")),
     };
+    assert!(jit || !prog.is_jitted(), "interpreted run compiled");
+    if prog.is_jitted() {
+        *compiled += 1;
+        if prog.jited_len() == 0 {
+            return Err("jitted program with no code".into());
+        }
+    }
     let mut mem = case.mem.clone();
     let r = match prog.run_raw(&mut mem, &NoHost) {
         Ok(v) => v,
@@ -115,17 +128,28 @@ fn bpf_conformance_suite() {
         .collect();
     files.sort();
     let mut failures = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).expect("read case");
-        if let Err(e) = run_case(&text) {
-            failures.push(format!(
-                "{}: {e}",
-                f.file_name().unwrap_or_default().to_string_lossy()
-            ));
+    for (backend, jit) in [("jit", true), ("interpreter", false)] {
+        let before = failures.len();
+        let mut compiled = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).expect("read case");
+            if let Err(e) = run_case(&text, jit, &mut compiled) {
+                failures.push(format!(
+                    "[{backend}] {}: {e}",
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+        let passed = files.len() - (failures.len() - before);
+        println!(
+            "bpf_conformance [{backend}]: {passed}/{} passed ({compiled} ran compiled)",
+            files.len()
+        );
+        if jit {
+            // Every case the suite loads must compile: only LD_ABS/LD_IND fall back.
+            assert!(compiled > 250, "only {compiled} cases compiled");
         }
     }
-    let passed = files.len() - failures.len();
-    println!("bpf_conformance: {passed}/{} passed", files.len());
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -254,8 +254,20 @@ fn run_aborts(src: &str) -> Fault {
     r.fault.expect("fault recorded")
 }
 
+/// The run-time aborts on both back ends: JIT-compiled code must fault exactly where
+/// the interpreter does.
 #[test]
 fn hostile_programs_abort_safely() {
+    for jit in [true, false] {
+        bpftime_vm::jit::scoped(jit, || {
+            let p = load_xdp(&a("mov %r0, 2\nexit")).expect("load");
+            assert_eq!(p.is_jitted(), jit);
+            hostile_programs_abort_safely_on_backend();
+        });
+    }
+}
+
+fn hostile_programs_abort_safely_on_backend() {
     // Packet read past data_end without a bounds check (the kernel refuses these at
     // load; bpftime checks at run time).
     let f = run_aborts("ldxw %r2, [%r1+0]\nldxw %r0, [%r2+64]\nexit");
@@ -438,7 +450,7 @@ fn random_insn(r: &mut Rng, left: usize) -> Vec<Insn> {
 #[test]
 fn random_programs_never_panic() {
     let mut r = Rng(0x5eed_1234_abcd_0001);
-    let (mut loaded, mut ran) = (0u32, 0u32);
+    let (mut loaded, mut ran, mut jitted) = (0u32, 0u32, 0u32);
     let mut stat = std::collections::BTreeMap::new();
     let prefix = a("ldxw %r6, [%r1+0]\nldxw %r7, [%r1+4]\nmov %r8, %r10\nmov %r9, %r1\nmov %r0, 1\nmov %r2, 2\nmov %r3, %r6\nmov %r4, 4\nmov %r5, %r10\nadd %r5, -16");
     for n in 0..20_000u32 {
@@ -455,12 +467,28 @@ fn random_programs_never_panic() {
             insns.push(Insn::new(0xb7, 0, 0, 0, 2));
             insns.push(Insn::new(0x95, 0, 0, 0, 0));
         }
+        // Every 16th program also runs compiled: same verdict, packet and fault (but not
+        // programs calling clock or random helpers, whose results differ run to run).
+        let jit = n % 16 == 1
+            && !insns
+                .iter()
+                .any(|x| x.code == 0x85 && matches!(x.imm, 5 | 7 | 160));
         for mode in 0..2 {
-            let p = if mode == 0 {
-                load_xdp(&insns).ok()
-            } else {
-                Program::load_raw(&insns, bpftime_vm::helpers::get).ok()
+            let load = || {
+                if mode == 0 {
+                    load_xdp(&insns).ok()
+                } else {
+                    Program::load_raw(&insns, bpftime_vm::helpers::get).ok()
+                }
             };
+            let p = bpftime_vm::jit::scoped(false, load);
+            if jit {
+                if let Some(p) = &p {
+                    let c = bpftime_vm::jit::scoped(true, load).expect("loads again");
+                    compare_backends(p, &c, mode == 0, &insns);
+                    jitted += c.is_jitted() as u32;
+                }
+            }
             let Some(p) = p else {
                 if std::env::var_os("VMCORE_RSTAT").is_some() && mode == 0 {
                     if let Err(e) = Program::load(spec(&insns, prog_type::XDP, 37), &NoMaps) {
@@ -490,7 +518,11 @@ fn random_programs_never_panic() {
             ran += 1;
         }
     }
-    println!("random programs: {loaded} loaded, {ran} ran");
+    println!("random programs: {loaded} loaded, {ran} ran, {jitted} also compiled");
+    assert!(
+        jitted > 50,
+        "the JIT should compile random programs ({jitted})"
+    );
     for (k, v) in &stat {
         println!("{v:6} {k}");
     }
@@ -498,4 +530,53 @@ fn random_programs_never_panic() {
         loaded > 1000,
         "the generator should produce loadable programs ({loaded})"
     );
+}
+
+/// Run `interp` (interpreted) and `compiled` (the same program, JIT) on the same input
+/// at the same addresses (programs may compare pointers); everything observable must
+/// match.
+fn compare_backends(interp: &Program, compiled: &Program, xdp: bool, insns: &[Insn]) {
+    assert!(!interp.is_jitted());
+    let mut buf = pkt();
+    if xdp {
+        let mut run = |p: &Program| {
+            buf.copy_from_slice(&pkt());
+            let mut ctx = bpftime_vm::run::XdpCtx::default();
+            ctx.data = buf.as_mut_ptr() as u64;
+            ctx.data_meta = ctx.data;
+            ctx.data_end = ctx.data + buf.len() as u64;
+            let r = p.run_xdp(&mut ctx, 0, &NoHost);
+            (
+                r.verdict,
+                r.fault.map(fault_key),
+                ctx.data,
+                ctx.data_end,
+                buf.clone(),
+            )
+        };
+        let a = run(interp);
+        assert_eq!(a, run(compiled), "{insns:?}");
+    } else {
+        let mut run = |p: &Program| {
+            buf.copy_from_slice(&pkt());
+            let r = p.run_raw(&mut buf, &NoHost).map_err(fault_key);
+            (r, buf.clone())
+        };
+        let a = run(interp);
+        assert_eq!(a, run(compiled), "{insns:?}");
+    }
+}
+
+/// A fault without its address (defensive: a faulting address may be derived from
+/// allocator-dependent values).
+fn fault_key(f: Fault) -> Fault {
+    match f {
+        Fault::OutOfBounds { kind, len, pc, .. } => Fault::OutOfBounds {
+            kind,
+            addr: 0,
+            len,
+            pc,
+        },
+        f => f,
+    }
 }

@@ -67,7 +67,7 @@ pub fn get_fd_by_id(call: &Call<'_>, a: &Attr, c: i32) -> Reply {
         return Reply::Errno(libc::EPERM);
     }
     match call.daemon.registry.lock().unwrap().by_id(kind, a.u32(0)) {
-        Some(obj) => Reply::Shared(obj),
+        Some(obj) => super::obj_pin::shared_with_mode(obj, open_flags),
         None => Reply::Errno(libc::ENOENT),
     }
 }

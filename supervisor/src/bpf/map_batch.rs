@@ -2,7 +2,7 @@
 //! attr: in_batch 0, out_batch 8, keys 16, values 24, count 32, map_fd 36,
 //! elem_flags 40, flags 48.
 
-use bpftime_vm::maps::{batch, map_flags, map_type, BatchOut};
+use bpftime_vm::maps::{batch, map_type, BatchOut};
 
 use super::{cmd, Attr};
 use crate::call::{Call, Reply};
@@ -33,10 +33,8 @@ fn run(call: &Call<'_>, a: &Attr, c: i32) -> Result<(), i32> {
     let attr = map.attr();
     let is_lookup = c == cmd::MAP_LOOKUP_BATCH || c == cmd::MAP_LOOKUP_AND_DELETE_BATCH;
     let writes = c != cmd::MAP_LOOKUP_BATCH;
-    if is_lookup && attr.map_flags & map_flags::BPF_F_WRONLY != 0 {
-        return Err(libc::EPERM);
-    }
-    if writes && (attr.map_flags & map_flags::BPF_F_RDONLY != 0 || map.frozen()) {
+    let (read, write) = super::map_elem::sys_perms(call, a.i32(36), map)?;
+    if (is_lookup && !read) || (writes && !write) {
         return Err(libc::EPERM);
     }
     let count = a.u32(32);

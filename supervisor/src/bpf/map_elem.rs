@@ -15,6 +15,41 @@ pub fn map_of(call: &Call<'_>, fd: i32) -> Result<Arc<Object>, i32> {
     call.object(fd, Kind::Map, libc::EINVAL)
 }
 
+/// The access mode of the target's fd `fd` (`O_RDONLY`, `O_WRONLY` or `O_RDWR` of its
+/// open file): the kernel's `FMODE_CAN_READ/WRITE` of a map fd, set from
+/// BPF_F_RDONLY/WRONLY at MAP_CREATE, OBJ_GET and MAP_GET_FD_BY_ID. One lstat of
+/// /proc/TID/fd/N: procfs gives that link S_IRUSR for FMODE_READ and S_IWUSR for
+/// FMODE_WRITE (`tid_fd_update_inode`), the same as fdinfo's `flags & O_ACCMODE`.
+pub fn fd_access(call: &Call<'_>, fd: i32) -> Result<i32, i32> {
+    let st =
+        nix::sys::stat::lstat(&call.proc_path(&format!("fd/{fd}"))).map_err(|_| libc::EBADF)?;
+    if !call.valid() {
+        return Err(libc::ESRCH);
+    }
+    let (r, w) = (
+        st.st_mode & libc::S_IRUSR != 0,
+        st.st_mode & libc::S_IWUSR != 0,
+    );
+    Ok(match (r, w) {
+        (true, false) => libc::O_RDONLY,
+        (false, true) => libc::O_WRONLY,
+        _ => libc::O_RDWR,
+    })
+}
+
+/// The kernel's `map_get_sys_perms`: (can read, can write) through fd `fd` of `map`
+/// (no write once the map is frozen).
+pub fn sys_perms(
+    call: &Call<'_>,
+    fd: i32,
+    map: &Arc<dyn bpftime_vm::maps::Map>,
+) -> Result<(bool, bool), i32> {
+    let mode = fd_access(call, fd)?;
+    let read = mode != libc::O_WRONLY;
+    let write = mode != libc::O_RDONLY && !map.frozen();
+    Ok((read, write))
+}
+
 fn done(r: Result<(), i32>) -> Reply {
     match r {
         Ok(()) => Reply::Value(0),
@@ -31,7 +66,8 @@ pub fn lookup(call: &Call<'_>, a: &Attr, delete: bool) -> Reply {
         let obj = map_of(call, a.i32(0))?;
         let map = &obj.as_map().unwrap().map;
         let attr = map.attr();
-        if attr.map_flags & bpftime_vm::maps::map_flags::BPF_F_WRONLY != 0 {
+        let (read, write) = sys_perms(call, a.i32(0), map)?;
+        if !read || (delete && !write) {
             return Err(libc::EPERM);
         }
         if flags & BPF_F_LOCK != 0 && map.spin_lock_off().is_none() {
@@ -40,9 +76,6 @@ pub fn lookup(call: &Call<'_>, a: &Attr, delete: bool) -> Reply {
         let key = call.read(a.u64(8), attr.key_size as usize)?;
         let mut value = vec![0u8; map.sys_value_size()];
         if delete {
-            if attr.map_flags & bpftime_vm::maps::map_flags::BPF_F_RDONLY != 0 || map.frozen() {
-                return Err(libc::EPERM);
-            }
             map.sys_lookup_and_delete(&key, &mut value, flags)
                 .map_err(|e| e.errno())?;
         } else {
@@ -98,7 +131,7 @@ pub fn update(call: &Call<'_>, a: &Attr) -> Reply {
         let obj = map_of(call, a.i32(0))?;
         let map = &obj.as_map().unwrap().map;
         let attr = map.attr();
-        if attr.map_flags & bpftime_vm::maps::map_flags::BPF_F_RDONLY != 0 {
+        if !sys_perms(call, a.i32(0), map)?.1 {
             return Err(libc::EPERM);
         }
         let flags = a.u64(24);
@@ -119,7 +152,7 @@ pub fn delete(call: &Call<'_>, a: &Attr) -> Reply {
         let obj = map_of(call, a.i32(0))?;
         let map = &obj.as_map().unwrap().map;
         let attr = map.attr();
-        if attr.map_flags & bpftime_vm::maps::map_flags::BPF_F_RDONLY != 0 || map.frozen() {
+        if !sys_perms(call, a.i32(0), map)?.1 {
             return Err(libc::EPERM);
         }
         let key = call.read(a.u64(8), attr.key_size as usize)?;
@@ -132,7 +165,7 @@ pub fn get_next_key(call: &Call<'_>, a: &Attr) -> Reply {
         let obj = map_of(call, a.i32(0))?;
         let map = &obj.as_map().unwrap().map;
         let attr = map.attr();
-        if attr.map_flags & bpftime_vm::maps::map_flags::BPF_F_WRONLY != 0 {
+        if !sys_perms(call, a.i32(0), map)?.0 {
             return Err(libc::EPERM);
         }
         let ukey = a.u64(8);
@@ -152,7 +185,8 @@ pub fn freeze(call: &Call<'_>, a: &Attr) -> Reply {
     done((|| {
         let obj = map_of(call, a.i32(0))?;
         let map = &obj.as_map().unwrap().map;
-        if map.attr().map_flags & bpftime_vm::maps::map_flags::BPF_F_RDONLY != 0 {
+        // ENOTSUPP (spin lock) comes first, from map.freeze().
+        if map.spin_lock_off().is_none() && !sys_perms(call, a.i32(0), map)?.1 {
             return Err(libc::EPERM);
         }
         map.freeze().map_err(|e| e.errno())

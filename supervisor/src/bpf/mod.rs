@@ -9,11 +9,11 @@
 //! | MAP_{LOOKUP,LOOKUP_AND_DELETE,UPDATE,DELETE}_BATCH | supported |
 //! | PROG_LOAD | XDP and SOCKET_FILTER (bpftime-vm's pipeline); other types EINVAL with a log line |
 //! | BTF_LOAD | supported (blob parsed, checked and kept) |
-//! | PROG_TEST_RUN | XDP and SOCKET_FILTER; XDP live frames EOPNOTSUPP |
+//! | PROG_TEST_RUN | XDP and SOCKET_FILTER; XDP live frames (verdicts carried out by the kernel, bpftime_netdev::live) |
 //! | {PROG,MAP,LINK,BTF}_GET_NEXT_ID, *_GET_FD_BY_ID | supported (open_flags checked, not enforced per fd) |
 //! | OBJ_GET_INFO_BY_FD | prog, map, link, BTF |
 //! | PROG_BIND_MAP, ENABLE_STATS | supported |
-//! | OBJ_PIN, OBJ_GET | through the FUSE bpffs (bpftime-fs); RDONLY/WRONLY not enforced per fd |
+//! | OBJ_PIN, OBJ_GET | through the FUSE bpffs (bpftime-fs); RDONLY/WRONLY give map fds of that access mode, enforced per fd |
 //! | LINK_CREATE, LINK_UPDATE, LINK_DETACH | BPF_XDP into the netdev data plane; other attach types EINVAL |
 //! | TOKEN_CREATE | EOPNOTSUPP |
 //! | everything else (PROG_ATTACH/DETACH/QUERY, RAW_TRACEPOINT_OPEN, TASK_FD_QUERY, ITER_CREATE...) | EINVAL, traced |

@@ -116,10 +116,27 @@ fn prog_info(call: &Call<'_>, obj: &Object, input: &Buf, out: &mut Buf) -> Resul
         let n = ulen.min(xlated.len());
         call.write(input.u64(32), &xlated[..n])?;
     }
-    // Not JIT-compiled: jited lengths are 0 (pointers echoed).
-    out.set_u32(16, 0);
-    out.set_u32(104, 0);
-    out.set_u32(108, 0);
+    // JIT-compiled code: one function (the JIT compiles subprograms into it), so
+    // one ksym (the code's address) and one function length, as the kernel reports
+    // a single-function program. Interpreted programs report 0 everywhere.
+    let jited = lp.vm.jited_insns();
+    let nfuncs = u32::from(!jited.is_empty());
+    out.set_u32(16, jited.len() as u32);
+    out.set_u64(24, input.u64(24));
+    let ulen = input.u32(16) as usize;
+    if ulen > 0 && input.u64(24) != 0 && !jited.is_empty() {
+        call.write(input.u64(24), &jited[..ulen.min(jited.len())])?;
+    }
+    out.set_u32(104, nfuncs);
+    out.set_u64(112, input.u64(112));
+    if input.u32(104) > 0 && input.u64(112) != 0 && nfuncs > 0 {
+        call.write(input.u64(112), &(jited.as_ptr() as u64).to_ne_bytes())?;
+    }
+    out.set_u32(108, nfuncs);
+    out.set_u64(120, input.u64(120));
+    if input.u32(108) > 0 && input.u64(120) != 0 && nfuncs > 0 {
+        call.write(input.u64(120), &(jited.len() as u32).to_ne_bytes())?;
+    }
     out.set_u32(168, 0);
     out.set_u32(128, p.btf.as_ref().map_or(0, |b| b.id));
     // func_info (8-byte records) and line_info (16-byte records).

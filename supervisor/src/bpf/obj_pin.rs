@@ -6,7 +6,9 @@
 //! (pin) or the file (get) is on one of our bpffs instances (st_dev), the fs crate is
 //! asked with the inode number.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 use bpftime_fs::{may, Cred, ObjRef};
 
@@ -14,6 +16,7 @@ use super::Attr;
 use crate::call::{Call, Reply};
 use crate::daemon::store::{kind_of, obj_kind};
 use crate::fsys::resolve;
+use crate::registry::{Kind, Object};
 
 const BPF_F_RDONLY: u32 = 1 << 3;
 const BPF_F_WRONLY: u32 = 1 << 4;
@@ -157,5 +160,48 @@ fn get(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         .unwrap()
         .by_id(kind_of(r.kind), r.id)
         .ok_or(libc::ENOENT)?;
-    Ok(Reply::Shared(obj))
+    // bpf_obj_get_user: only a map fd takes the access mode (prog and link fds are
+    // always read-write).
+    Ok(shared_with_mode(obj, flags))
+}
+
+/// Another fd of `obj` with the access mode BPF_F_RDONLY/WRONLY ask for: for a map, a
+/// new open file of its handle in that mode (same inode, so identity holds), as the
+/// kernel's `bpf_map_new_fd(map, bpf_get_file_flag(flags))`; otherwise the handle.
+pub fn shared_with_mode(obj: Arc<Object>, flags: u32) -> Reply {
+    match reopen(&obj, flags) {
+        Ok(Some(fd)) => Reply::Fd(fd),
+        Ok(None) => Reply::Shared(obj),
+        Err(e) => Reply::Errno(e),
+    }
+}
+
+/// The handle of `obj` reopened O_RDONLY / O_WRONLY when `flags` has BPF_F_RDONLY /
+/// BPF_F_WRONLY and `obj` is a map; None when the handle itself (O_RDWR) is right.
+pub fn reopen(obj: &Object, flags: u32) -> Result<Option<OwnedFd>, i32> {
+    let mode = match flags & (BPF_F_RDONLY | BPF_F_WRONLY) {
+        BPF_F_RDONLY => libc::O_RDONLY,
+        BPF_F_WRONLY => libc::O_WRONLY,
+        _ => return Ok(None),
+    };
+    if obj.kind != Kind::Map {
+        return Ok(None);
+    }
+    let path = format!("/proc/self/fd/{}", obj.handle().as_raw_fd());
+    std::fs::OpenOptions::new()
+        .read(mode == libc::O_RDONLY)
+        .write(mode == libc::O_WRONLY)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map(|f| Some(OwnedFd::from(f)))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))
+}
+
+/// The fd a new object is installed with: a map created with BPF_F_RDONLY/WRONLY gets
+/// a read-only / write-only fd (`map_create`: `bpf_get_file_flag(attr->map_flags)`).
+pub fn created_fd(obj: &Object) -> Result<Option<OwnedFd>, i32> {
+    match obj.as_map() {
+        Some(m) => reopen(obj, m.map.attr().map_flags),
+        None => Ok(None),
+    }
 }

@@ -104,14 +104,23 @@ pub fn answer(d: &Daemon, call: &Call<'_>, reply: Reply) -> Option<i64> {
         Reply::Value(v) => l.send_value(id, v).map(|_| v),
         Reply::Errno(e) => l.send_errno(id, e).map(|_| -(e as i64)),
         Reply::Continue => l.send_continue(id).map(|_| 0),
-        Reply::Object(obj) => match l.addfd_send(id, obj.handle(), true) {
-            Ok(fd) => Ok(fd as i64),
-            Err(e) => {
-                // The fd never reached the target: the object must not stay reachable.
-                d.registry.lock().unwrap().remove(&obj);
-                Err(e)
+        Reply::Object(obj) => {
+            // A map created with BPF_F_RDONLY/WRONLY gets an fd of that access mode.
+            let mode_fd = crate::bpf::obj_pin::created_fd(&obj);
+            let r = match &mode_fd {
+                Ok(Some(fd)) => l.addfd_send(id, fd.as_fd(), true),
+                Ok(None) => l.addfd_send(id, obj.handle(), true),
+                Err(e) => l.send_errno(id, *e).and(Err(*e)),
+            };
+            match r {
+                Ok(fd) => Ok(fd as i64),
+                Err(e) => {
+                    // The fd never reached the target: the object must not stay reachable.
+                    d.registry.lock().unwrap().remove(&obj);
+                    Err(e)
+                }
             }
-        },
+        }
         Reply::Shared(obj) => l.addfd_send(id, obj.handle(), true).map(|fd| fd as i64),
         Reply::Fd(fd) => l.addfd_send(id, fd.as_fd(), true).map(|fd| fd as i64),
     };

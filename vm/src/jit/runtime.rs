@@ -1,0 +1,233 @@
+//! What compiled code calls back into: the per-run environment it reads, the
+//! region check for accesses outside the packet and stack, helper calls and faults.
+//! Every entry point is `extern "C"`, never unwinds (helper panics are caught and
+//! become faults) and reports failure through [`JitEnv::exit`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::interp::{End, RunCtx, MAX_TAIL_CALL_CNT};
+use crate::program::Program;
+use crate::run::{Fault, HelperCtx, XdpCtx};
+
+/// The run environment compiled code receives (its only argument besides r1..r5).
+/// Compiled code reads the fields at their `offset_of!` offsets.
+#[repr(C)]
+pub(crate) struct JitEnv {
+    /// `&mut RunCtx` of the run (opaque to compiled code).
+    pub rc: *mut (),
+    /// The run's XDP context (read live for packet bounds and context loads).
+    pub xdp: *mut XdpCtx,
+    /// `&mut rc.budget` (backward jumps and calls, shared with interpreted callbacks).
+    pub budget: *mut u64,
+    /// `&mut rc.may_goto`.
+    pub may_goto: *mut u64,
+    /// Base of the run's stack (all frames).
+    pub stack_base: u64,
+    /// Non-zero: compiled code must return now (fault or tail call recorded below).
+    pub exit: u64,
+    /// The writable region `jit_access` last accepted (start, len; len 0 = none):
+    /// compiled code checks it inline before calling `jit_access`. Regions are never
+    /// removed during a run, so a cached one stays valid until the run ends.
+    pub cache_start: u64,
+    pub cache_len: u64,
+    pub fault: Option<Fault>,
+    pub tail: Option<Arc<Program>>,
+}
+
+/// Offsets of [`JitEnv`] fields, for the translator.
+pub(crate) mod off {
+    use super::JitEnv;
+    pub const XDP: i32 = std::mem::offset_of!(JitEnv, xdp) as i32;
+    pub const BUDGET: i32 = std::mem::offset_of!(JitEnv, budget) as i32;
+    pub const MAY_GOTO: i32 = std::mem::offset_of!(JitEnv, may_goto) as i32;
+    pub const STACK_BASE: i32 = std::mem::offset_of!(JitEnv, stack_base) as i32;
+    pub const EXIT: i32 = std::mem::offset_of!(JitEnv, exit) as i32;
+    pub const CACHE_START: i32 = std::mem::offset_of!(JitEnv, cache_start) as i32;
+    pub const CACHE_LEN: i32 = std::mem::offset_of!(JitEnv, cache_len) as i32;
+}
+
+/// Signature of compiled programs: (env, r1..r5) -> r0.
+pub(crate) type EntryFn = unsafe extern "C" fn(*mut JitEnv, u64, u64, u64, u64, u64) -> u64;
+
+/// Fault kinds compiled code passes to [`jit_fault`].
+pub(crate) mod kind {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const ATOMIC: u64 = 2;
+    pub const MISALIGNED_ATOMIC: u64 = 3;
+    pub const BUDGET: u64 = 4;
+    pub const CALL_DEPTH: u64 = 5;
+    pub const PAST_END: u64 = 6;
+    pub const INVALID_ZERO: u64 = 7;
+    pub const INVALID: u64 = 8;
+}
+
+pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Result<End, Fault> {
+    let mut env = JitEnv {
+        rc: std::ptr::null_mut(),
+        xdp: &mut *rc.xdp as *mut XdpCtx,
+        budget: &mut rc.budget as *mut u64,
+        may_goto: &mut rc.may_goto as *mut u64,
+        stack_base: rc.stack_base,
+        exit: 0,
+        cache_start: 0,
+        cache_len: 0,
+        fault: None,
+        tail: None,
+    };
+    env.rc = rc as *mut RunCtx<'_> as *mut ();
+    // SAFETY: `entry` is the start of code compiled by `translate::compile` with the
+    // `EntryFn` signature, mapped executable for the life of the program (borrowed by
+    // this run). The code only touches memory through env (alive for this call), the
+    // run's stack and packet, and regions checked through `jit_access`.
+    let f: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(entry) };
+    // SAFETY: as above; `rc` is not otherwise used while the compiled code runs (the
+    // callbacks below reach it only through env.rc).
+    let r0 = unsafe { f(&mut env, args[0], args[1], args[2], args[3], args[4]) };
+    rc.depth = 0;
+    if let Some(f) = env.fault.take() {
+        return Err(f);
+    }
+    if let Some(t) = env.tail.take() {
+        return Ok(End::Tail(t));
+    }
+    Ok(End::Exit(r0))
+}
+
+/// # Safety
+/// `env` must be the live environment passed to compiled code by [`run`].
+unsafe fn parts<'e>(env: *mut JitEnv) -> (&'e mut JitEnv, &'e mut RunCtx<'e>) {
+    // SAFETY: per the caller's contract, env and env.rc point to the live run state,
+    // and compiled code holds no other reference to them during this call.
+    unsafe {
+        let e = &mut *env;
+        let rc = &mut *(e.rc as *mut RunCtx<'e>);
+        (e, rc)
+    }
+}
+
+/// Region check for accesses the inline fast paths (packet, stack) did not accept.
+/// Returns 1 when `[addr, addr+len)` lies in a region of the run.
+pub(crate) extern "C" fn jit_access(env: *mut JitEnv, addr: u64, len: u64, write: u64) -> u64 {
+    // SAFETY: called only by compiled code with its env.
+    let (e, rc) = unsafe { parts(env) };
+    match rc.find_region(addr, len, write != 0) {
+        Some(r) => {
+            if r.writable {
+                e.cache_start = r.start;
+                e.cache_len = r.len;
+            }
+            1
+        }
+        None => 0,
+    }
+}
+
+/// Record a fault raised by compiled code; it returns right after.
+pub(crate) extern "C" fn jit_fault(env: *mut JitEnv, kind: u64, addr: u64, len: u64, pc: u64) {
+    // SAFETY: called only by compiled code with its env.
+    let (e, _) = unsafe { parts(env) };
+    let pc = pc as usize;
+    let oob = |kind: &'static str| Fault::OutOfBounds {
+        kind,
+        addr,
+        len: len as usize,
+        pc,
+    };
+    let f = match kind {
+        kind::READ => oob("read"),
+        kind::WRITE => oob("write"),
+        kind::ATOMIC => oob("atomic"),
+        kind::MISALIGNED_ATOMIC => oob("misaligned atomic"),
+        kind::BUDGET => Fault::Budget { pc },
+        kind::CALL_DEPTH => Fault::CallDepth { pc },
+        kind::PAST_END => Fault::Helper {
+            id: 0,
+            why: "ran past the end of the program",
+        },
+        kind::INVALID_ZERO => Fault::Helper {
+            id: 0,
+            why: "invalid instruction 0x00 reached",
+        },
+        _ => Fault::Helper {
+            id: 0,
+            why: "invalid instruction reached",
+        },
+    };
+    e.fault = Some(f);
+    e.exit = 1;
+}
+
+/// `call helper` (`callx == 0`: `sel` indexes the program's helper table) or
+/// `callx` (`sel` is the helper id from the register). `pc_nf` = pc | frames << 32.
+/// Returns r0; on a fault or a tail call sets `env.exit`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) extern "C" fn jit_helper(
+    env: *mut JitEnv,
+    pc_nf: u64,
+    sel: u64,
+    callx: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+) -> u64 {
+    // SAFETY: called only by compiled code with its env.
+    let (e, rc) = unsafe { parts(env) };
+    let pc = (pc_nf & 0xffff_ffff) as usize;
+    let nf = (pc_nf >> 32) as usize;
+    let fail = |e: &mut JitEnv, f: Fault| {
+        e.fault = Some(f);
+        e.exit = 1;
+        0
+    };
+    let prog = rc.cur_prog();
+    let f = if callx == 0 {
+        prog.helper_fns[sel as usize]
+    } else {
+        match u32::try_from(sel).ok().and_then(prog.lookup) {
+            Some(spec) => spec.func,
+            None => {
+                return fail(
+                    e,
+                    Fault::Helper {
+                        id: sel as u32,
+                        why: "callx to an unknown helper",
+                    },
+                )
+            }
+        }
+    };
+    rc.budget = rc.budget.saturating_sub(1);
+    if rc.budget == 0 {
+        return fail(e, Fault::Budget { pc });
+    }
+    rc.depth = nf;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        f(&mut *rc as &mut dyn HelperCtx, [a1, a2, a3, a4, a5])
+    }));
+    rc.depth = nf;
+    let v = match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(f)) => return fail(e, f),
+        Err(_) => {
+            return fail(
+                e,
+                Fault::Helper {
+                    id: 0,
+                    why: "helper panicked",
+                },
+            )
+        }
+    };
+    if let Some(t) = rc.pending_tail.take() {
+        if rc.tail_cnt < MAX_TAIL_CALL_CNT {
+            rc.tail_cnt += 1;
+            e.tail = Some(t);
+            e.exit = 1;
+        }
+    }
+    v
+}
