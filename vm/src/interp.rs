@@ -119,6 +119,10 @@ pub(crate) struct RunCtx<'a> {
     pub(crate) pending_tail: Option<Arc<Program>>,
     pub(crate) budget: u64,
     pub(crate) may_goto: u64,
+    /// The region `add_region` was last given (len 0 = none yet); it is in
+    /// `scratch.regions` for the rest of the run. The JIT primes its region cache
+    /// with it when a helper returns its start (a map value from a lookup).
+    pub(crate) last_region: Region,
 }
 
 pub(crate) enum End {
@@ -150,6 +154,7 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         pending_tail: None,
         budget: BUDGET,
         may_goto: MAY_GOTO_BUDGET,
+        last_region: Region::new(0, 0, false),
     };
     let r1 = a.r1;
     let mut args = [r1, a.r2, 0, 0, 0];
@@ -215,6 +220,7 @@ impl RunCtx<'_> {
                 .scratch
                 .regions
                 .iter()
+                .rev()
                 .any(|r| r.contains(addr, len, write))
     }
 
@@ -224,7 +230,7 @@ impl RunCtx<'_> {
         self.cur_prog()
             .static_regions
             .iter()
-            .chain(self.scratch.regions.iter())
+            .chain(self.scratch.regions.iter().rev())
             .find(|r| r.contains(addr, len, write))
             .copied()
     }
@@ -788,9 +794,12 @@ impl HelperCtx for RunCtx<'_> {
     }
 
     fn add_region(&mut self, region: Region) {
-        if !self.scratch.regions.contains(&region) {
+        // Newest first: a program usually looks up the same value again and again, so
+        // the duplicate, if any, is most often the last region added.
+        if !self.scratch.regions.iter().rev().any(|r| *r == region) {
             self.scratch.regions.push(region);
         }
+        self.last_region = region;
     }
 
     fn map(&self, handle: u64) -> Option<&Arc<dyn Map>> {

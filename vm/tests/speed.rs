@@ -99,3 +99,78 @@ fn load_speed_large() {
         );
     }
 }
+
+/// ns per run of 8 map lookups (ARRAY, HASH, LRU_HASH) on the JIT and the interpreter.
+#[test]
+#[ignore = "benchmark"]
+fn map_lookup_speed() {
+    use bpftime_vm::insn::Insn;
+    use bpftime_vm::maps::{self, map_type, Map, MapAttr};
+    use bpftime_vm::program::MapResolver;
+    use std::sync::Arc;
+    struct One(Arc<dyn Map>);
+    impl MapResolver for One {
+        fn map_by_fd(&self, fd: i32) -> Option<Arc<dyn Map>> {
+            (fd == 10).then(|| self.0.clone())
+        }
+        fn fd_array(&self, _idx: u32) -> Option<Arc<dyn Map>> {
+            None
+        }
+    }
+    let repeat = std::env::var("SPEED_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let pkt = vec![7u8; 64];
+    for (name, ty) in [
+        ("array", map_type::ARRAY),
+        ("hash", map_type::HASH),
+        ("lru_hash", map_type::LRU_HASH),
+    ] {
+        let m = maps::create(&MapAttr {
+            map_type: ty,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 256,
+            ..Default::default()
+        })
+        .expect("map");
+        for k in 0u32..8 {
+            m.sys_update(&k.to_ne_bytes(), &[0u8; 8], 0)
+                .expect("update");
+        }
+        // r6 = key counter; 8 times: lookup key r6 and atomically add 1 to the value.
+        let mut insns = assemble("mov %r6, 0").expect("asm");
+        let start = insns.len();
+        insns.extend(assemble("stxw [%r10-4], %r6\nmov %r2, %r10\nadd %r2, -4").expect("asm"));
+        insns.push(Insn::new(0x18, 1, 1, 0, 10));
+        insns.push(Insn::new(0, 0, 0, 0, 0));
+        insns.extend(
+            assemble("call 1\njeq %r0, 0, +2\nmov %r1, 1\nlock add [%r0+0], %r1").expect("asm"),
+        );
+        insns.extend(assemble("add %r6, 1").expect("asm"));
+        let back = start as i32 - insns.len() as i32 - 1;
+        insns.push(Insn::new(0xa5, 6, 0, back as i16, 8)); // jlt r6, 8, start
+        insns.extend(assemble("mov %r0, 2\nexit").expect("asm"));
+        let spec = ProgLoadSpec {
+            prog_type: prog_type::XDP,
+            expected_attach_type: 37,
+            insns: encode(&insns),
+            license: "GPL".into(),
+            ..Default::default()
+        };
+        let mut p = Program::load(spec, &One(m.clone())).expect("load");
+        let jit = p.is_jitted();
+        let out = p.test_run_xdp(&pkt, None, repeat, 0, &NoHost).expect("run");
+        println!(
+            "{name:10} jit={jit} retval {} {:6} ns/run",
+            out.retval, out.duration_ns
+        );
+        p.disable_jit();
+        let out = p.test_run_xdp(&pkt, None, repeat, 0, &NoHost).expect("run");
+        println!(
+            "{name:10} interp  retval {} {:6} ns/run",
+            out.retval, out.duration_ns
+        );
+    }
+}

@@ -23,7 +23,14 @@ pub(crate) fn with_bytes<R>(
 ) -> Result<R, Fault> {
     if len <= 64 {
         let mut b = [0u8; 64];
-        b[..len].copy_from_slice(ctx.read(addr, len)?);
+        let src = ctx.read(addr, len)?;
+        // Constant lengths for the usual key sizes: inline copies, no memcpy call.
+        match len {
+            4 => b[..4].copy_from_slice(src),
+            8 => b[..8].copy_from_slice(src),
+            16 => b[..16].copy_from_slice(src),
+            _ => b[..len].copy_from_slice(src),
+        }
         Ok(f(ctx, &b[..len]))
     } else {
         let v = ctx.read(addr, len)?.to_vec();

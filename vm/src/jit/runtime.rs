@@ -222,6 +222,14 @@ pub(crate) extern "C" fn jit_helper(
             )
         }
     };
+    // A map lookup returns the value it just made accessible: cache that region so
+    // the program's accesses through r0 take the inline path. Regions are never
+    // removed during a run, so this is as valid as a region `jit_access` accepted.
+    let last = rc.last_region;
+    if v != 0 && last.start == v && last.writable && last.len != 0 {
+        e.cache_start = last.start;
+        e.cache_len = last.len;
+    }
     if let Some(t) = rc.pending_tail.take() {
         if rc.tail_cnt < MAX_TAIL_CALL_CNT {
             rc.tail_cnt += 1;
