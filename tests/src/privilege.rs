@@ -25,6 +25,8 @@ pub enum Need {
     Clang,
     /// bpftool is installed.
     Bpftool,
+    /// Another program the test runs (e.g. `xdp-loader`, `setpriv`) is installed.
+    Tool(&'static str),
     /// The Go toolchain (`go`) and Debian's cilium/ebpf and vishvananda/netlink sources
     /// (under /usr/share/gocode) are installed, to build Go loaders at test time.
     Go,
@@ -59,6 +61,9 @@ pub fn missing(need: Need) -> Option<String> {
         Need::Bpftool => which("bpftool")
             .is_none()
             .then(|| "bpftool is not installed".into()),
+        Need::Tool(prog) => which(prog)
+            .is_none()
+            .then(|| format!("`{prog}` is not installed (tests/install-deps.sh installs it)")),
         Need::Go => {
             let src = Path::new("/usr/share/gocode/src/github.com");
             if which("go").is_none() {

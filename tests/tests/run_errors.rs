@@ -17,7 +17,7 @@ fn one_line(stderr: &[u8]) -> String {
 
 #[test]
 fn not_root_is_named_with_its_fix() {
-    if !require(&[Need::Root]) {
+    if !require(&[Need::Root, Need::Tool("setpriv")]) {
         return;
     }
     let d = Daemon::unstarted();

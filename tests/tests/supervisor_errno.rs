@@ -46,17 +46,10 @@ fn malformed_attrs_get_the_kernels_errno() {
 /// where the kernel checks capabilities, attribute errors where it checks them first.
 #[test]
 fn unprivileged_target_gets_the_kernels_errno() {
-    if !require(&[Need::Root, Need::Bpf]) {
+    if !require(&[Need::Root, Need::Bpf, Need::Tool("setpriv")]) {
         return;
     }
-    let Some(setpriv) = bpftime_tests::privilege::which("setpriv") else {
-        assert!(
-            !bpftime_tests::privilege::required(),
-            "setpriv (util-linux) is missing"
-        );
-        eprintln!("SKIPPED: setpriv is missing");
-        return;
-    };
+    let setpriv = bpftime_tests::privilege::which("setpriv").expect("checked by require");
     let setpriv = setpriv.to_str().unwrap().to_string();
     let tmp = TempDir::new("errno-unpriv");
     let client = gcc(tmp.path(), "sv_errno.c", "sv_errno", false, &[]);

@@ -116,15 +116,8 @@ fn xdp_loader_falls_back_to_netlink_attach() {
         Need::Clang,
         Need::Netns,
         Need::Bpftool,
+        Need::Tool("xdp-loader"),
     ]) {
-        return;
-    }
-    if bpftime_tests::privilege::which("xdp-loader").is_none() {
-        assert!(
-            !bpftime_tests::privilege::required(),
-            "xdp-loader is not installed"
-        );
-        eprintln!("SKIPPED: xdp-loader is not installed");
         return;
     }
     let tmp = TempDir::new("xdploader");
