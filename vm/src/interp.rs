@@ -32,6 +32,10 @@ pub(crate) mod op {
     pub const STACK_LDX: u8 = 0x41;
     pub const STACK_ST: u8 = 0x42;
     pub const STACK_STX: u8 = 0x43;
+    /// `bpf_map_lookup_elem` on map `imm` of the program, resolved at load time
+    /// ([`crate::fixup`]); `aux` has [`crate::fixup::KEY_ON_STACK`] when the key is
+    /// proven inside the frame. (JMP32 | CALL: no such instruction exists.)
+    pub const MAP_LOOKUP: u8 = 0x86;
     /// bpf-to-bpf call: `off` is the target pc.
     pub const CALL_LOCAL: u8 = 0xf5;
     /// Fused `rD = rS; rD += imm` (skips the next op, which is the add).
@@ -216,6 +220,10 @@ impl RunCtx<'_> {
         prog.static_regions
             .iter()
             .any(|r| r.contains(addr, len, write))
+            || prog
+                .arrays
+                .iter()
+                .any(|a| a.element(addr, len, write).is_some())
             || self
                 .scratch
                 .regions
@@ -227,12 +235,46 @@ impl RunCtx<'_> {
     /// The region of this run (static or added by a helper) holding `[addr, addr+len)`,
     /// as `access_ok_slow` finds it (the JIT caches it; regions live for the whole run).
     pub(crate) fn find_region(&self, addr: u64, len: u64, write: bool) -> Option<Region> {
-        self.cur_prog()
-            .static_regions
+        let p = self.cur_prog();
+        p.static_regions
             .iter()
             .chain(self.scratch.regions.iter().rev())
             .find(|r| r.contains(addr, len, write))
             .copied()
+            .or_else(|| p.arrays.iter().find_map(|a| a.element(addr, len, write)))
+    }
+
+    /// [`op::MAP_LOOKUP`] on map `m` of `prog` with the key at `key`: the value's
+    /// address or 0. Arrays compute it; other maps run their `prog_lookup`.
+    #[inline]
+    pub(crate) fn map_lookup(
+        &mut self,
+        prog: &Program,
+        m: usize,
+        key: u64,
+        key_checked: bool,
+        pc: usize,
+    ) -> Result<u64, Fault> {
+        let map = &prog.maps()[m];
+        let ks = map.attr().key_size as usize;
+        if !key_checked && !self.access_ok(prog, key, ks as u64, false) {
+            return Err(Fault::OutOfBounds {
+                kind: "helper read",
+                addr: key,
+                len: ks,
+                pc,
+            });
+        }
+        if let Some(a) = &prog.map_layouts[m] {
+            // SAFETY: the key (4 bytes for arrays) lies in a readable region of the run.
+            let idx = unsafe { raw::load(key, 4) } as u32;
+            return Ok(a.lookup(idx, self.cpu));
+        }
+        // SAFETY: as above, `ks` bytes.
+        let k = unsafe { raw::slice(key, ks) };
+        let map: *const dyn Map = &**map;
+        // SAFETY: the program (borrowed by this run) holds the map alive.
+        Ok(unsafe { &*map }.prog_lookup(self, k))
     }
 
     #[inline(always)]
@@ -702,6 +744,16 @@ fn exec_inner(
                         rc.tail_cnt += 1;
                         rc.depth = base_depth;
                         return Ok(End::Tail(t));
+                    }
+                }
+            }
+            op::MAP_LOOKUP => {
+                let on_stack = o.aux & crate::fixup::KEY_ON_STACK != 0;
+                match rc.map_lookup(prog, o.imm as usize, regs[2], on_stack, pc - 1) {
+                    Ok(v) => regs[0] = v,
+                    Err(e) => {
+                        rc.depth = base_depth;
+                        return Err(e);
                     }
                 }
             }

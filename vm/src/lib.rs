@@ -28,6 +28,7 @@
 
 pub mod asm;
 pub mod error;
+pub(crate) mod fixup;
 pub mod helpers;
 pub mod insn;
 pub(crate) mod interp;

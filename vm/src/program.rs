@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::insn::{self, Insn, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE};
 use crate::interp::{self, Op, RunArgs};
-use crate::maps::{map_handle, Map};
+use crate::maps::{map_handle, ArrayLayout, Map};
 use crate::mem::Region;
 use crate::run::{
     Fault, HelperFn, HostEnv, RedirectInfo, XdpCtx, XDP_ABORTED, XDP_PACKET_HEADROOM, XDP_TAILROOM,
@@ -143,6 +143,10 @@ pub struct Program {
     maps: Vec<Arc<dyn Map>>,
     pub(crate) map_handles: Vec<u64>,
     pub(crate) static_regions: Vec<Region>,
+    /// `maps[i].array_layout()`, for lookups resolved at load time.
+    pub(crate) map_layouts: Box<[Option<ArrayLayout>]>,
+    /// The arrays among `maps`: their values are regions of every run.
+    pub(crate) arrays: Vec<ArrayLayout>,
     pub(crate) subprog_starts: Vec<usize>,
     pub(crate) lookup: HelperLookup,
     log: String,
@@ -291,17 +295,31 @@ impl Program {
             helpers,
             gpl,
         })?;
-        let map_handles = checked.maps.iter().map(map_handle).collect();
+        let map_handles: Vec<u64> = checked.maps.iter().map(map_handle).collect();
+        let map_layouts: Box<[Option<ArrayLayout>]> =
+            checked.maps.iter().map(|m| m.array_layout()).collect();
+        let arrays = map_layouts.iter().flatten().copied().collect();
+        let key_sizes: Vec<u32> = checked.maps.iter().map(|m| m.attr().key_size).collect();
+        let mut ops = checked.ops;
+        crate::fixup::map_lookups(
+            &mut ops,
+            &checked.helper_ids,
+            &map_handles,
+            &key_sizes,
+            &checked.subprog_starts,
+        );
         let mut prog = Program {
             tag: calc_tag(&insns),
             insn_cnt: insns.len() as u32,
             gpl,
-            ops: checked.ops.into_boxed_slice(),
+            ops: ops.into_boxed_slice(),
             helper_fns: checked.helper_fns.into_boxed_slice(),
             helper_ids: checked.helper_ids,
             maps: checked.maps,
             map_handles,
             static_regions: checked.static_regions,
+            map_layouts,
+            arrays,
             subprog_starts: checked.subprog_starts,
             lookup: helpers,
             log: checked.log,

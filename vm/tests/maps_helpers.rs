@@ -246,9 +246,11 @@ fn tail_calls() {
     slots.clear_all();
 }
 
-/// A looked-up value is accessible exactly: in bounds works, one byte past its end
-/// faults (XDP_ABORTED), on both back ends, also after the value was used once
-/// (the JIT caches the region of the value a lookup returns).
+/// A looked-up value is accessible: in bounds works; past the end of the array's
+/// values faults (XDP_ABORTED), on both back ends, also after the value was used
+/// once (the JIT caches the region of the value a lookup returns). The values of
+/// an array a program references are all regions of its runs (it could look any
+/// of them up), as the kernel's inlined array lookups make them reachable.
 #[test]
 fn map_value_bounds_after_lookup() {
     let m = array(8, 4);
@@ -256,7 +258,7 @@ fn map_value_bounds_after_lookup() {
     // r7 = packet byte 0 (the extra offset), key 1 on the stack.
     let a = assemble(
         "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r4, %r2\nadd %r4, 1\njgt %r4, %r3, +12\n\
-         ldxb %r7, [%r2+0]\nand %r7, 8\nmov %r5, 1\nstxw [%r10-4], %r5",
+         ldxb %r7, [%r2+0]\nand %r7, 8\nmov %r5, 3\nstxw [%r10-4], %r5",
     )
     .expect("asm");
     let b = "mov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, out\nmov %r1, 5\nstxw [%r0+0], %r1\n\
@@ -276,8 +278,58 @@ fn map_value_bounds_after_lookup() {
                 .retval
         };
         assert_eq!(run(&pkt), 2, "in bounds (jit {jit})");
-        assert_eq!(u32_at(&m, 1), 5);
+        assert_eq!(u32_at(&m, 3), 5);
         pkt[0] = 8;
         assert_eq!(run(&pkt), 0, "past the value's end (jit {jit})");
+    }
+}
+
+/// Array lookups resolved at load time (inlined by the JIT): the key from the
+/// packet picks the element, an index past max_entries gives NULL, the padding
+/// between 4-byte values (8 bytes apart) is not a region, and a key that is not on
+/// the stack is region-checked. Same results on both back ends.
+#[test]
+fn resolved_array_lookups() {
+    let m = array(4, 3);
+    let fds = Fds(vec![m.clone()]);
+    // r6 = data; key = packet word 0 (copied to the stack, or used in place when
+    // byte 4 is 1); write 7 at value offset packet byte 5; return 2, or 1 on NULL.
+    let a = assemble(
+        "ldxw %r6, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r4, %r6\nadd %r4, 8\njgt %r4, %r3, +15\n\
+         ldxw %r5, [%r6+0]\nstxw [%r10-4], %r5\nldxb %r8, [%r6+4]\nldxb %r7, [%r6+5]",
+    )
+    .expect("asm");
+    let b = "mov %r2, %r10\nadd %r2, -4\njeq %r8, 0, +1\nmov %r2, %r6\n";
+    let c =
+        "call 1\njeq %r0, 0, null\nadd %r0, %r7\nmov %r1, 7\nstxb [%r0+0], %r1\nmov %r0, 2\nexit\n\
+             null:\nmov %r0, 1\nexit";
+    let mut insns = a;
+    insns.extend(assemble(b).expect("asm"));
+    insns.extend(ld_map(1, 1, 10, 0));
+    insns.extend(assemble(c).expect("asm"));
+    let mut p = Program::load(spec(&insns), &fds).expect("load");
+    for jit in [true, false] {
+        if !jit {
+            p.disable_jit();
+        }
+        let run = |key: u32, in_place: u8, off: u8| {
+            let mut pkt = [0u8; 60];
+            pkt[..4].copy_from_slice(&key.to_ne_bytes());
+            pkt[4] = in_place;
+            pkt[5] = off;
+            p.test_run_xdp(&pkt, None, 1, 0, &NoHost)
+                .expect("run")
+                .retval
+        };
+        for in_place in [0, 1] {
+            assert_eq!(run(2, in_place, 3), 2, "jit {jit}");
+            assert_eq!(u32_at(&m, 2), 7 << 24);
+            assert_eq!(run(3, in_place, 0), 1, "NULL past max_entries (jit {jit})");
+            assert_eq!(run(u32::MAX, in_place, 0), 1, "jit {jit}");
+            assert_eq!(run(1, in_place, 4), 0, "padding after value 1 (jit {jit})");
+            assert_eq!(run(2, in_place, 8), 0, "past the array (jit {jit})");
+        }
+        m.sys_update(&2u32.to_ne_bytes(), &[0; 4], 0)
+            .expect("reset");
     }
 }

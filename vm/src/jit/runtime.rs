@@ -7,6 +7,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::interp::{End, RunCtx, MAX_TAIL_CALL_CNT};
+use crate::maps::Map;
+use crate::mem::raw;
 use crate::program::Program;
 use crate::run::{Fault, HelperCtx, XdpCtx};
 
@@ -31,6 +33,8 @@ pub(crate) struct JitEnv {
     /// removed during a run, so a cached one stays valid until the run ends.
     pub cache_start: u64,
     pub cache_len: u64,
+    /// The run's per-CPU slot (`cpu % possible_cpus()`), for inline PERCPU_ARRAY lookups.
+    pub cpu_slot: u64,
     pub fault: Option<Fault>,
     pub tail: Option<Arc<Program>>,
 }
@@ -45,6 +49,7 @@ pub(crate) mod off {
     pub const EXIT: i32 = std::mem::offset_of!(JitEnv, exit) as i32;
     pub const CACHE_START: i32 = std::mem::offset_of!(JitEnv, cache_start) as i32;
     pub const CACHE_LEN: i32 = std::mem::offset_of!(JitEnv, cache_len) as i32;
+    pub const CPU_SLOT: i32 = std::mem::offset_of!(JitEnv, cpu_slot) as i32;
 }
 
 /// Signature of compiled programs: (env, r1..r5) -> r0.
@@ -73,6 +78,7 @@ pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Resu
         exit: 0,
         cache_start: 0,
         cache_len: 0,
+        cpu_slot: (rc.cpu() as usize % crate::maps::possible_cpus()) as u64,
         fault: None,
         tail: None,
     };
@@ -157,6 +163,37 @@ pub(crate) extern "C" fn jit_fault(env: *mut JitEnv, kind: u64, addr: u64, len: 
     };
     e.fault = Some(f);
     e.exit = 1;
+}
+
+/// [`crate::interp::op::MAP_LOOKUP`] on a map that is not inlined: `map` points at
+/// the `Arc<dyn Map>` in the running program's map table, `key` at the key (already
+/// checked by compiled code). Returns the value's address or 0.
+pub(crate) extern "C" fn jit_map_lookup(env: *mut JitEnv, map: u64, key: u64) -> u64 {
+    // SAFETY: called only by compiled code with its env.
+    let (e, rc) = unsafe { parts(env) };
+    // SAFETY: the compiled code embeds the address of an element of its program's
+    // map table, which lives (unmodified) as long as the program and its code.
+    let map: &Arc<dyn Map> = unsafe { &*(map as *const Arc<dyn Map>) };
+    let ks = map.attr().key_size as usize;
+    // SAFETY: compiled code checked `[key, key+ks)` against the run's regions.
+    let k = unsafe { raw::slice(key, ks) };
+    let v = match catch_unwind(AssertUnwindSafe(|| map.prog_lookup(&mut *rc, k))) {
+        Ok(v) => v,
+        Err(_) => {
+            e.fault = Some(Fault::Helper {
+                id: 1,
+                why: "helper panicked",
+            });
+            e.exit = 1;
+            return 0;
+        }
+    };
+    let last = rc.last_region;
+    if v != 0 && last.start == v && last.writable && last.len != 0 {
+        e.cache_start = last.start;
+        e.cache_len = last.len;
+    }
+    v
 }
 
 /// `call helper` (`callx == 0`: `sel` indexes the program's helper table) or

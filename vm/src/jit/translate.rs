@@ -17,6 +17,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use super::runtime::{self, kind, off};
+use crate::fixup::KEY_ON_STACK;
 use crate::insn::{BPF_CMPXCHG, BPF_FETCH, MAX_BPF_STACK, MAX_CALL_FRAMES};
 use crate::interp::{op, Op, STACK_BYTES};
 use crate::program::Program;
@@ -29,13 +30,18 @@ struct Sigs {
     access: SigRef,
     fault: SigRef,
     helper: SigRef,
+    lookup: SigRef,
 }
 
 struct T<'a, 'b> {
     b: FunctionBuilder<'b>,
+    prog: &'a Program,
     ops: &'a [Op],
     regs: [Variable; 11],
     nf: Variable,
+    /// The run's budget, kept in a register between calls out (a store and reload
+    /// per backward jump would chain every loop iteration through memory).
+    bud: Variable,
     blocks: Vec<Block>,
     env: Value,
     xdp: Value,
@@ -95,9 +101,11 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         access: b.import_signature(sig(isa, 4, true)),
         fault: b.import_signature(sig(isa, 5, false)),
         helper: b.import_signature(sig(isa, 9, true)),
+        lookup: b.import_signature(sig(isa, 3, true)),
     };
     let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
     let nf = b.declare_var(I64);
+    let bud = b.declare_var(I64);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -121,6 +129,8 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         b.def_var(*var, v);
     }
     b.def_var(nf, zero);
+    let bv = b.ins().load(I64, mem(), budget_ptr, 0);
+    b.def_var(bud, bv);
     let frames = (!ret_sites.is_empty()).then(|| {
         b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
@@ -133,9 +143,11 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     let ret_blocks = ret_sites.iter().map(|&s| blocks[s]).collect();
     let mut t = T {
         b,
+        prog,
         ops,
         regs,
         nf,
+        bud,
         blocks,
         env,
         xdp,
@@ -272,18 +284,27 @@ impl T<'_, '_> {
     fn budget(&mut self, pc: usize) {
         let bad = self.fault_block(kind::BUDGET, None, 0, pc);
         let cont = self.b.create_block();
-        let v = self.b.ins().load(I64, mem(), self.budget_ptr, 0);
+        let v = self.b.use_var(self.bud);
         let out = self
             .b
             .ins()
             .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, v, 1);
-        let st = self.b.create_block();
-        self.b.ins().brif(out, bad, NA, st, NA);
-        self.b.switch_to_block(st);
-        let nv = self.b.ins().iadd_imm_s(v, -1);
-        self.b.ins().store(mem(), nv, self.budget_ptr, 0);
-        self.b.ins().jump(cont, NA);
+        self.b.ins().brif(out, bad, NA, cont, NA);
         self.b.switch_to_block(cont);
+        let nv = self.b.ins().iadd_imm_s(v, -1);
+        self.b.def_var(self.bud, nv);
+    }
+
+    /// Write the register copy of the budget back (before code that reads or
+    /// spends `rc.budget`: helpers, callbacks, the next program of a tail call).
+    fn budget_out(&mut self) {
+        let v = self.b.use_var(self.bud);
+        self.b.ins().store(mem(), v, self.budget_ptr, 0);
+    }
+
+    fn budget_in(&mut self) {
+        let v = self.b.ins().load(I64, mem(), self.budget_ptr, 0);
+        self.b.def_var(self.bud, v);
     }
 
     fn jump_to(&mut self, i: usize, target: usize) {
@@ -349,6 +370,7 @@ impl T<'_, '_> {
             }
             0x95 => self.exit(),
             0x85 | 0x8d => self.helper(i, o),
+            op::MAP_LOOKUP => self.map_lookup(i, o),
             0xe5 => {
                 let v = self.b.ins().load(I64, mem(), self.may_goto_ptr, 0);
                 let dec = self.b.create_block();
@@ -500,9 +522,11 @@ impl T<'_, '_> {
             args.push(self.r(r));
         }
         let s = self.sigs.helper;
+        self.budget_out();
         let call = self.b.ins().call_indirect(s, f, &args);
         let r0 = self.b.inst_results(call)[0];
         self.set(0, r0);
+        self.budget_in();
         let ex = self.b.ins().load(I64, mem(), self.env, off::EXIT);
         let out = self.b.create_block();
         self.b.set_cold_block(out);
@@ -510,6 +534,69 @@ impl T<'_, '_> {
         self.b.ins().brif(ex, out, NA, next, NA);
         self.b.switch_to_block(out);
         self.b.ins().return_(&[r0]);
+    }
+
+    /// A `bpf_map_lookup_elem` resolved at load time: arrays inline (an address
+    /// computation, as the kernel's `array_map_gen_lookup`), other maps through
+    /// [`runtime::jit_map_lookup`] without the generic helper path.
+    fn map_lookup(&mut self, i: usize, o: Op) {
+        let m = o.imm as usize;
+        let map = &self.prog.maps()[m];
+        let ks = map.attr().key_size as u64;
+        let key = self.r(2);
+        if o.aux & KEY_ON_STACK == 0 {
+            self.check(key, ks, false, kind::READ, i);
+        }
+        let next = self.blocks[i + 1];
+        let inline = self.prog.map_layouts[m]
+            .filter(|a| a.ncpus == 1 || a.ncpus as usize == crate::maps::possible_cpus());
+        let Some(a) = inline else {
+            let f = self.k(runtime::jit_map_lookup as *const () as usize as i64);
+            let mp = self.k(map as *const _ as usize as i64);
+            let env = self.env;
+            let s = self.sigs.lookup;
+            let call = self.b.ins().call_indirect(s, f, &[env, mp, key]);
+            let r0 = self.b.inst_results(call)[0];
+            self.set(0, r0);
+            let ex = self.b.ins().load(I64, mem(), self.env, off::EXIT);
+            let out = self.b.create_block();
+            self.b.set_cold_block(out);
+            self.b.ins().brif(ex, out, NA, next, NA);
+            self.b.switch_to_block(out);
+            self.b.ins().return_(&[r0]);
+            return;
+        };
+        let idx = self.b.ins().load(I32, mem(), key, 0);
+        let idx = self.b.ins().uextend(I64, idx);
+        let inb = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedLessThan, idx, a.max_entries as i64);
+        let hit = self.b.create_block();
+        let miss = self.b.create_block();
+        self.b.ins().brif(inb, hit, NA, miss, NA);
+        self.b.switch_to_block(hit);
+        let e = if a.ncpus > 1 {
+            let slot = self.b.ins().load(I64, mem(), self.env, off::CPU_SLOT);
+            let e = self.b.ins().imul_imm_s(idx, a.ncpus as i64);
+            self.b.ins().iadd(e, slot)
+        } else {
+            idx
+        };
+        let o8 = self.b.ins().imul_imm_s(e, a.stride as i64);
+        let addr = self.b.ins().iadd_imm_s(o8, a.base as i64);
+        if a.writable {
+            // Prime the region cache: the program's accesses through r0 go inline.
+            self.b.ins().store(mem(), addr, self.env, off::CACHE_START);
+            let l = self.k(a.value_size as i64);
+            self.b.ins().store(mem(), l, self.env, off::CACHE_LEN);
+        }
+        self.set(0, addr);
+        self.b.ins().jump(next, NA);
+        self.b.switch_to_block(miss);
+        let z = self.k(0);
+        self.set(0, z);
+        self.b.ins().jump(next, NA);
     }
 
     fn call_local(&mut self, i: usize, o: Op) {
@@ -550,6 +637,7 @@ impl T<'_, '_> {
     fn exit(&mut self) {
         let r0 = self.r(0);
         let Some(slot) = self.frames else {
+            self.budget_out();
             self.b.ins().return_(&[r0]);
             return;
         };
@@ -558,6 +646,7 @@ impl T<'_, '_> {
         let ret = self.b.create_block();
         self.b.ins().brif(n, pop, NA, ret, NA);
         self.b.switch_to_block(ret);
+        self.budget_out();
         self.b.ins().return_(&[r0]);
         self.b.switch_to_block(pop);
         let n1 = self.b.ins().iadd_imm_s(n, -1);

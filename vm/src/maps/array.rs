@@ -280,6 +280,16 @@ impl Map for ArrayMap {
         }
         Ok(n)
     }
+    fn array_layout(&self) -> Option<super::ArrayLayout> {
+        Some(super::ArrayLayout {
+            base: self.mem.addr(0),
+            stride: self.stride as u64,
+            ncpus: self.ncpus as u32,
+            max_entries: self.c.attr.max_entries,
+            value_size: self.c.attr.value_size,
+            writable: self.c.prog_writable(),
+        })
+    }
     fn direct_value(&self) -> Option<Region> {
         // array_map_direct_value_addr: only single-element, non-per-CPU arrays.
         (!self.percpu && self.c.attr.max_entries == 1).then(|| {

@@ -157,6 +157,48 @@ impl MapError {
 
 /// A map, as the kernel's `struct bpf_map` + `bpf_map_ops`.
 ///
+/// The values of an ARRAY or PERCPU_ARRAY: element `i` of CPU slot `c` is at
+/// `base + (i * ncpus + c) * stride`, `value_size` bytes. Values never move or get
+/// freed while the map lives, so a program holding the map may touch any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrayLayout {
+    pub base: u64,
+    pub stride: u64,
+    /// CPU slots per element (1 for ARRAY).
+    pub ncpus: u32,
+    pub max_entries: u32,
+    pub value_size: u32,
+    /// Programs may write the values (not BPF_F_RDONLY_PROG).
+    pub writable: bool,
+}
+
+impl ArrayLayout {
+    /// `bpf_map_lookup_elem(key = idx)` on CPU `cpu`: the value's address or 0.
+    #[inline(always)]
+    pub fn lookup(&self, idx: u32, cpu: u32) -> u64 {
+        if idx >= self.max_entries {
+            return 0;
+        }
+        let slot = if self.ncpus > 1 { cpu % self.ncpus } else { 0 };
+        self.base + (idx as u64 * self.ncpus as u64 + slot as u64) * self.stride
+    }
+
+    /// The value (as a region) holding `[addr, addr+len)`, if one does entirely.
+    pub fn element(&self, addr: u64, len: u64, write: bool) -> Option<crate::mem::Region> {
+        if write && !self.writable {
+            return None;
+        }
+        let o = addr.wrapping_sub(self.base);
+        let total = self.max_entries as u64 * self.ncpus as u64 * self.stride;
+        if o >= total {
+            return None;
+        }
+        let start = o - o % self.stride;
+        let r = crate::mem::Region::new(self.base + start, self.value_size as u64, self.writable);
+        r.contains(addr, len, write).then_some(r)
+    }
+}
+
 /// Implementations are shared between data-plane workers (programs) and the
 /// control plane (syscalls) at once: they must be `Send + Sync`, never block a
 /// program, and reclaim element memory a program may hold with epochs.
@@ -210,6 +252,11 @@ pub trait Map: Send + Sync + 'static {
     }
     /// Downcasting for type-specific operations (PROG_ARRAY, map-in-map, DEVMAP).
     fn as_any(&self) -> &dyn Any;
+    /// Where the values of an array live, so that a program's lookup can be an
+    /// address computation (the kernel's `map_gen_lookup`); `None` for other maps.
+    fn array_layout(&self) -> Option<ArrayLayout> {
+        None
+    }
 
     /// Offset of the `struct bpf_spin_lock` in the value, if the value has one
     /// (from BTF, given at creation in [`CreateOpts`]). `BPF_F_LOCK` needs it.
