@@ -221,7 +221,7 @@ impl RunCtx<'_> {
             .iter()
             .any(|r| r.contains(addr, len, write))
             || prog
-                .arrays
+                .value_areas
                 .iter()
                 .any(|a| a.element(addr, len, write).is_some())
             || self
@@ -241,7 +241,11 @@ impl RunCtx<'_> {
             .chain(self.scratch.regions.iter().rev())
             .find(|r| r.contains(addr, len, write))
             .copied()
-            .or_else(|| p.arrays.iter().find_map(|a| a.element(addr, len, write)))
+            .or_else(|| {
+                p.value_areas
+                    .iter()
+                    .find_map(|a| a.element(addr, len, write))
+            })
     }
 
     /// [`op::MAP_LOOKUP`] on map `m` of `prog` with the key at `key`: the value's
@@ -274,7 +278,7 @@ impl RunCtx<'_> {
         let k = unsafe { raw::slice(key, ks) };
         let map: *const dyn Map = &**map;
         // SAFETY: the program (borrowed by this run) holds the map alive.
-        Ok(unsafe { &*map }.prog_lookup(self, k))
+        Ok(unsafe { &*map }.prog_lookup_own(self, k))
     }
 
     #[inline(always)]

@@ -145,8 +145,10 @@ pub struct Program {
     pub(crate) static_regions: Vec<Region>,
     /// `maps[i].array_layout()`, for lookups resolved at load time.
     pub(crate) map_layouts: Box<[Option<ArrayLayout>]>,
-    /// The arrays among `maps`: their values are regions of every run.
-    pub(crate) arrays: Vec<ArrayLayout>,
+    /// `maps[i].value_area()`: memory holding every value of the map.
+    pub(crate) map_areas: Box<[Option<ArrayLayout>]>,
+    /// The value areas of `maps`: regions of every run of the program.
+    pub(crate) value_areas: Vec<ArrayLayout>,
     pub(crate) subprog_starts: Vec<usize>,
     pub(crate) lookup: HelperLookup,
     log: String,
@@ -298,7 +300,9 @@ impl Program {
         let map_handles: Vec<u64> = checked.maps.iter().map(map_handle).collect();
         let map_layouts: Box<[Option<ArrayLayout>]> =
             checked.maps.iter().map(|m| m.array_layout()).collect();
-        let arrays = map_layouts.iter().flatten().copied().collect();
+        let map_areas: Box<[Option<ArrayLayout>]> =
+            checked.maps.iter().map(|m| m.value_area()).collect();
+        let value_areas = map_areas.iter().flatten().copied().collect();
         let key_sizes: Vec<u32> = checked.maps.iter().map(|m| m.attr().key_size).collect();
         let mut ops = checked.ops;
         crate::fixup::map_lookups(
@@ -319,7 +323,8 @@ impl Program {
             map_handles,
             static_regions: checked.static_regions,
             map_layouts,
-            arrays,
+            map_areas,
+            value_areas,
             subprog_starts: checked.subprog_starts,
             lookup: helpers,
             log: checked.log,

@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::interp::{End, RunCtx, MAX_TAIL_CALL_CNT};
+use crate::maps::hash::HashMap;
 use crate::maps::Map;
 use crate::mem::raw;
 use crate::program::Program;
@@ -35,6 +36,8 @@ pub(crate) struct JitEnv {
     pub cache_len: u64,
     /// The run's per-CPU slot (`cpu % possible_cpus()`), for inline PERCPU_ARRAY lookups.
     pub cpu_slot: u64,
+    /// The run's epoch guard once a hash lookup pinned it (null before).
+    pub guard: *const crossbeam_epoch::Guard,
     pub fault: Option<Fault>,
     pub tail: Option<Arc<Program>>,
 }
@@ -79,6 +82,7 @@ pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Resu
         cache_start: 0,
         cache_len: 0,
         cpu_slot: (rc.cpu() as usize % crate::maps::possible_cpus()) as u64,
+        guard: std::ptr::null(),
         fault: None,
         tail: None,
     };
@@ -177,7 +181,7 @@ pub(crate) extern "C" fn jit_map_lookup(env: *mut JitEnv, map: u64, key: u64) ->
     let ks = map.attr().key_size as usize;
     // SAFETY: compiled code checked `[key, key+ks)` against the run's regions.
     let k = unsafe { raw::slice(key, ks) };
-    let v = match catch_unwind(AssertUnwindSafe(|| map.prog_lookup(&mut *rc, k))) {
+    let v = match catch_unwind(AssertUnwindSafe(|| map.prog_lookup_own(&mut *rc, k))) {
         Ok(v) => v,
         Err(_) => {
             e.fault = Some(Fault::Helper {
@@ -192,6 +196,40 @@ pub(crate) extern "C" fn jit_map_lookup(env: *mut JitEnv, map: u64, key: u64) ->
     if v != 0 && last.start == v && last.writable && last.len != 0 {
         e.cache_start = last.start;
         e.cache_len = last.len;
+    }
+    v
+}
+
+/// [`crate::interp::op::MAP_LOOKUP`] on a hash map of the program (HASH, LRU_HASH
+/// and their per-CPU kinds), monomorphic: no dynamic dispatch on the common path.
+pub(crate) extern "C" fn jit_hash_lookup(env: *mut JitEnv, map: u64, key: u64) -> u64 {
+    // SAFETY: called only by compiled code with its env.
+    let e = unsafe { &mut *env };
+    if e.guard.is_null() {
+        // SAFETY: as above; the guard lives in the run's state until the run ends.
+        let (e2, rc) = unsafe { parts(env) };
+        e2.guard = rc.guard() as *const crossbeam_epoch::Guard;
+    }
+    // SAFETY: as above (env is live; `parts` borrows ended).
+    let e = unsafe { &mut *env };
+    // SAFETY: compiled code embeds the address of a HashMap its program holds (an
+    // `Arc` in the map table) for as long as the code exists.
+    let m: &HashMap = unsafe { &*(map as *const HashMap) };
+    // SAFETY: compiled code checked `[key, key+key_size)` against the run's regions.
+    let k = unsafe { raw::slice(key, m.attr().key_size as usize) };
+    // SAFETY: the guard is pinned for the whole run (set above).
+    let g = unsafe { &*e.guard };
+    let v = m.value_addr(k, e.cpu_slot as usize, g);
+    if v != 0 && !m.in_value_area(v) {
+        // A value from the heap (the slab was exhausted): register it for the run.
+        let r = m.value_region(v);
+        // SAFETY: as above.
+        let (e, rc) = unsafe { parts(env) };
+        rc.add_region(r);
+        if r.writable {
+            e.cache_start = r.start;
+            e.cache_len = r.len;
+        }
     }
     v
 }

@@ -20,6 +20,7 @@ use super::runtime::{self, kind, off};
 use crate::fixup::KEY_ON_STACK;
 use crate::insn::{BPF_CMPXCHG, BPF_FETCH, MAX_BPF_STACK, MAX_CALL_FRAMES};
 use crate::interp::{op, Op, STACK_BYTES};
+use crate::maps::hash::HashMap;
 use crate::program::Program;
 
 const NA: &[BlockArg] = &[];
@@ -42,6 +43,10 @@ struct T<'a, 'b> {
     /// The run's budget, kept in a register between calls out (a store and reload
     /// per backward jump would chain every loop iteration through memory).
     bud: Variable,
+    /// The region cache (`JitEnv::cache_start/len`) in registers: compiled code
+    /// sets it on inline lookups and reloads it after every call out (the runtime
+    /// updates the env copy).
+    cache: (Variable, Variable),
     blocks: Vec<Block>,
     env: Value,
     xdp: Value,
@@ -106,6 +111,7 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
     let nf = b.declare_var(I64);
     let bud = b.declare_var(I64);
+    let cache = (b.declare_var(I64), b.declare_var(I64));
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -131,6 +137,8 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     b.def_var(nf, zero);
     let bv = b.ins().load(I64, mem(), budget_ptr, 0);
     b.def_var(bud, bv);
+    b.def_var(cache.0, zero);
+    b.def_var(cache.1, zero);
     let frames = (!ret_sites.is_empty()).then(|| {
         b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
@@ -148,6 +156,7 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         regs,
         nf,
         bud,
+        cache,
         blocks,
         env,
         xdp,
@@ -257,8 +266,8 @@ impl T<'_, '_> {
         self.b.ins().brif(ok, cont, NA, cached, NA);
         // The region the runtime accepted last (writable, so good for both).
         self.b.switch_to_block(cached);
-        let cs = self.b.ins().load(I64, mem(), self.env, off::CACHE_START);
-        let cl = self.b.ins().load(I64, mem(), self.env, off::CACHE_LEN);
+        let cs = self.b.use_var(self.cache.0);
+        let cl = self.b.use_var(self.cache.1);
         let o = self.b.ins().isub(addr, cs);
         let room = self.b.ins().iadd_imm_s(cl, -(len as i64));
         let fits = self
@@ -275,6 +284,7 @@ impl T<'_, '_> {
         let env = self.env;
         let s = self.sigs.access;
         let call = self.b.ins().call_indirect(s, f, &[env, addr, l, w]);
+        self.cache_in();
         let r = self.b.inst_results(call)[0];
         self.b.ins().brif(r, cont, NA, bad, NA);
         self.b.switch_to_block(cont);
@@ -300,6 +310,23 @@ impl T<'_, '_> {
     fn budget_out(&mut self) {
         let v = self.b.use_var(self.bud);
         self.b.ins().store(mem(), v, self.budget_ptr, 0);
+    }
+
+    /// Reload the region cache after a call out (which may have set it).
+    fn cache_in(&mut self) {
+        let cs = self.b.ins().load(I64, mem(), self.env, off::CACHE_START);
+        let cl = self.b.ins().load(I64, mem(), self.env, off::CACHE_LEN);
+        self.b.def_var(self.cache.0, cs);
+        self.b.def_var(self.cache.1, cl);
+    }
+
+    /// Cache `[start, start+len)`, a writable value compiled code just found. (The
+    /// env copy is not updated: the runtime only writes it, and any region it
+    /// holds stays valid for the run, so a reload may lose an entry, never be wrong.)
+    fn set_cache(&mut self, start: Value, len: u32) {
+        let l = self.k(len as i64);
+        self.b.def_var(self.cache.0, start);
+        self.b.def_var(self.cache.1, l);
     }
 
     fn budget_in(&mut self) {
@@ -524,6 +551,7 @@ impl T<'_, '_> {
         let s = self.sigs.helper;
         self.budget_out();
         let call = self.b.ins().call_indirect(s, f, &args);
+        self.cache_in();
         let r0 = self.b.inst_results(call)[0];
         self.set(0, r0);
         self.budget_in();
@@ -551,19 +579,52 @@ impl T<'_, '_> {
         let inline = self.prog.map_layouts[m]
             .filter(|a| a.ncpus == 1 || a.ncpus as usize == crate::maps::possible_cpus());
         let Some(a) = inline else {
-            let f = self.k(runtime::jit_map_lookup as *const () as usize as i64);
-            let mp = self.k(map as *const _ as usize as i64);
+            let (f, mp) = match map.as_any().downcast_ref::<HashMap>() {
+                Some(h) => (
+                    runtime::jit_hash_lookup as *const () as usize,
+                    h as *const HashMap as usize,
+                ),
+                None => (
+                    runtime::jit_map_lookup as *const () as usize,
+                    map as *const _ as usize,
+                ),
+            };
+            let f = self.k(f as i64);
+            let mp = self.k(mp as i64);
             let env = self.env;
             let s = self.sigs.lookup;
             let call = self.b.ins().call_indirect(s, f, &[env, mp, key]);
+            self.cache_in();
             let r0 = self.b.inst_results(call)[0];
             self.set(0, r0);
             let ex = self.b.ins().load(I64, mem(), self.env, off::EXIT);
             let out = self.b.create_block();
             self.b.set_cold_block(out);
-            self.b.ins().brif(ex, out, NA, next, NA);
+            let ok = self.b.create_block();
+            self.b.ins().brif(ex, out, NA, ok, NA);
             self.b.switch_to_block(out);
             self.b.ins().return_(&[r0]);
+            self.b.switch_to_block(ok);
+            match self.prog.map_areas[m] {
+                Some(a) if a.writable => {
+                    // A value in the map's value area (not registered by the lookup):
+                    // prime the region cache with it.
+                    let total = a.max_entries as u64 * a.ncpus as u64 * a.stride;
+                    let o = self.b.ins().iadd_imm_s(r0, -(a.base as i64));
+                    let inside = self
+                        .b
+                        .ins()
+                        .icmp_imm_u(IntCC::UnsignedLessThan, o, total as i64);
+                    let prime = self.b.create_block();
+                    self.b.ins().brif(inside, prime, NA, next, NA);
+                    self.b.switch_to_block(prime);
+                    self.set_cache(r0, a.value_size);
+                    self.b.ins().jump(next, NA);
+                }
+                _ => {
+                    self.b.ins().jump(next, NA);
+                }
+            }
             return;
         };
         let idx = self.b.ins().load(I32, mem(), key, 0);
@@ -587,9 +648,7 @@ impl T<'_, '_> {
         let addr = self.b.ins().iadd_imm_s(o8, a.base as i64);
         if a.writable {
             // Prime the region cache: the program's accesses through r0 go inline.
-            self.b.ins().store(mem(), addr, self.env, off::CACHE_START);
-            let l = self.k(a.value_size as i64);
-            self.b.ins().store(mem(), l, self.env, off::CACHE_LEN);
+            self.set_cache(addr, a.value_size);
         }
         self.set(0, addr);
         self.b.ins().jump(next, NA);

@@ -16,7 +16,7 @@ use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
 
 use super::array::PCPU_MIN_UNIT_SIZE;
 use super::batch::{self, BatchOut, BatchReq};
-use super::shmem::Shmem;
+use super::shmem::{Shmem, Slab};
 use super::update_flags::*;
 use super::{map_flags as mf, map_type, round8, Common, CreateOpts, Map, MapAttr, MapError};
 use crate::mem::Region;
@@ -89,6 +89,8 @@ pub struct HashMap {
     count: AtomicUsize,
     seed: u64,
     clock: AtomicUsize,
+    /// Values of preallocated maps (`None` with BPF_F_NO_PREALLOC).
+    slab: Option<std::sync::Arc<Slab>>,
 }
 
 fn fmix(mut h: u64) -> u64 {
@@ -110,11 +112,32 @@ fn hash_key(key: &[u8], seed: u64) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut b = [0u8; 8];
-        b[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_ne_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // The remainder as a zero-padded little-endian word, without a memcpy call.
+        let (mut w, tail) = match rest.len() {
+            4.. => (
+                u32::from_le_bytes(rest[..4].try_into().unwrap()) as u64,
+                &rest[4..],
+            ),
+            _ => (0, rest),
+        };
+        let base = rest.len() - tail.len();
+        for (i, &b) in tail.iter().enumerate() {
+            w |= (b as u64) << (8 * (base + i));
+        }
+        h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
     fmix(h)
+}
+
+/// Key equality with the usual sizes compared as words (no memcmp call).
+#[inline(always)]
+fn key_eq(a: &[u8], b: &[u8]) -> bool {
+    match (a.len(), b.len()) {
+        (4, 4) => a[..4] == b[..4],
+        (8, 8) => a[..8] == b[..8],
+        (16, 16) => a[..16] == b[..16],
+        _ => a == b,
+    }
 }
 
 fn random_seed() -> u64 {
@@ -206,6 +229,11 @@ impl HashMap {
             head: Atomic::null(),
             lock: Mutex::new(()),
         }));
+        let slab = if prealloc {
+            Some(Slab::new(stride * ncpus, attr.max_entries)?)
+        } else {
+            None
+        };
         let seed = if attr.map_flags & mf::BPF_F_ZERO_SEED != 0 {
             0
         } else {
@@ -222,7 +250,42 @@ impl HashMap {
             count: AtomicUsize::new(0),
             seed,
             clock: AtomicUsize::new(0),
+            slab,
         })
+    }
+
+    /// The address of `key`'s value for the CPU slot of this run, or 0.
+    #[inline]
+    fn find_value(&self, ctx: &mut dyn HelperCtx, key: &[u8]) -> u64 {
+        let slot = self.slot_of(ctx);
+        self.value_addr(key, slot, ctx.guard())
+    }
+
+    /// The address of `key`'s value in CPU slot `slot` (`cpu % possible_cpus()`;
+    /// ignored unless per-CPU), or 0; the value stays valid while `g` is pinned.
+    #[inline]
+    pub(crate) fn value_addr(&self, key: &[u8], slot: usize, g: &Guard) -> u64 {
+        let hash = hash_key(key, self.seed);
+        let Some(n) = self.find(&self.buckets[hash as usize & self.mask], hash, key, g) else {
+            return 0;
+        };
+        if self.lru && !n.referenced.load(Ordering::Relaxed) {
+            n.referenced.store(true, Ordering::Relaxed);
+        }
+        let slot = if self.percpu { slot } else { 0 };
+        n.val.addr(slot * self.stride)
+    }
+
+    /// Whether `addr` (a value address from [`Self::value_addr`]) lies in the value
+    /// area (else it must be registered as a region of the run).
+    #[inline]
+    pub(crate) fn in_value_area(&self, addr: u64) -> bool {
+        self.slab.as_ref().is_some_and(|s| s.contains(addr))
+    }
+
+    /// Size of a value and whether programs may write it (its region).
+    pub(crate) fn value_region(&self, addr: u64) -> Region {
+        Region::new(addr, self.vs() as u64, self.c.prog_writable())
     }
 
     fn ks(&self) -> usize {
@@ -236,7 +299,7 @@ impl HashMap {
     fn find<'g>(&self, b: &Bucket, hash: u64, key: &[u8], g: &'g Guard) -> Option<&'g Node> {
         let mut cur = b.head.load(Ordering::Acquire, g);
         while let Some(n) = deref(cur) {
-            if n.hash == hash && *n.key == *key {
+            if n.hash == hash && key_eq(&n.key, key) {
                 return Some(n);
             }
             cur = n.next.load(Ordering::Acquire, g);
@@ -264,7 +327,12 @@ impl HashMap {
     }
 
     fn new_node(&self, hash: u64, key: &[u8]) -> Result<Owned<Node>, MapError> {
-        let val = Shmem::heap(self.stride * self.ncpus)?;
+        // Preallocated maps take values from the slab; when it is exhausted (slots
+        // of deleted elements wait for the epoch to end) from the heap.
+        let val = match self.slab.as_ref().and_then(|s| s.alloc()) {
+            Some(v) => v,
+            None => Shmem::heap(self.stride * self.ncpus)?,
+        };
         let mut k = Vec::new();
         k.try_reserve_exact(key.len())
             .map_err(|_| MapError::NoMem)?;
@@ -636,20 +704,30 @@ impl Map for HashMap {
     }
     #[inline]
     fn prog_lookup(&self, ctx: &mut dyn HelperCtx, key: &[u8]) -> u64 {
-        let hash = hash_key(key, self.seed);
-        let slot = self.slot_of(ctx);
-        let addr = {
-            let g = ctx.guard();
-            let Some(n) = self.find(&self.buckets[hash as usize & self.mask], hash, key, g) else {
-                return 0;
-            };
-            if self.lru && !n.referenced.load(Ordering::Relaxed) {
-                n.referenced.store(true, Ordering::Relaxed);
-            }
-            n.val.addr(slot * self.stride)
-        };
-        ctx.add_region(Region::new(addr, self.vs() as u64, self.c.prog_writable()));
+        let addr = self.find_value(ctx, key);
+        if addr != 0 {
+            ctx.add_region(Region::new(addr, self.vs() as u64, self.c.prog_writable()));
+        }
         addr
+    }
+    fn prog_lookup_own(&self, ctx: &mut dyn HelperCtx, key: &[u8]) -> u64 {
+        let addr = self.find_value(ctx, key);
+        let in_slab = self.slab.as_ref().is_some_and(|s| s.contains(addr));
+        if addr != 0 && !in_slab {
+            ctx.add_region(Region::new(addr, self.vs() as u64, self.c.prog_writable()));
+        }
+        addr
+    }
+    fn value_area(&self) -> Option<super::ArrayLayout> {
+        let s = self.slab.as_ref()?;
+        Some(super::ArrayLayout {
+            base: s.base(),
+            stride: self.stride as u64,
+            ncpus: self.ncpus as u32,
+            max_entries: self.c.attr.max_entries,
+            value_size: self.c.attr.value_size,
+            writable: self.c.prog_writable(),
+        })
     }
     fn prog_update(&self, ctx: &mut dyn HelperCtx, key: &[u8], value: &[u8], flags: u64) -> i64 {
         if !self.c.prog_writable() {
@@ -751,6 +829,39 @@ impl Drop for HashMap {
                 cur = owned.next.load(Ordering::Relaxed, g);
                 drop(owned);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word-wise remainder equals the zero-padded little-endian word.
+    #[test]
+    fn hash_key_remainder_is_the_padded_word() {
+        fn reference(key: &[u8], seed: u64) -> u64 {
+            let mut h = seed ^ (key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut chunks = key.chunks_exact(8);
+            for c in &mut chunks {
+                let w = u64::from_le_bytes(c.try_into().unwrap());
+                h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut b = [0u8; 8];
+                b[..rest.len()].copy_from_slice(rest);
+                h = (h ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+            fmix(h)
+        }
+        let bytes: Vec<u8> = (1..=40u8).map(|b| b.wrapping_mul(37)).collect();
+        for len in 1..bytes.len() {
+            assert_eq!(
+                hash_key(&bytes[..len], 7),
+                reference(&bytes[..len], 7),
+                "len {len}"
+            );
         }
     }
 }

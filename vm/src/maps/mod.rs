@@ -257,6 +257,18 @@ pub trait Map: Send + Sync + 'static {
     fn array_layout(&self) -> Option<ArrayLayout> {
         None
     }
+    /// Memory holding every value a program may be handed by a lookup, laid out as
+    /// an array's (arrays; preallocated hash maps: their slab of elements), valid
+    /// while the map lives. Programs referencing the map may touch any value in it.
+    fn value_area(&self) -> Option<ArrayLayout> {
+        self.array_layout()
+    }
+    /// `bpf_map_lookup_elem` on a map of the running program (so `value_area` is a
+    /// region of the run): like `prog_lookup`, but values inside the value area are
+    /// not registered one by one.
+    fn prog_lookup_own(&self, ctx: &mut dyn HelperCtx, key: &[u8]) -> u64 {
+        self.prog_lookup(ctx, key)
+    }
 
     /// Offset of the `struct bpf_spin_lock` in the value, if the value has one
     /// (from BTF, given at creation in [`CreateOpts`]). `BPF_F_LOCK` needs it.

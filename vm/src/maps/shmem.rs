@@ -11,11 +11,82 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use std::sync::Arc;
+
+use crossbeam_queue::SegQueue;
+
 use super::MapError;
 
 enum Backing {
     Heap(Layout),
-    Mmap { fd: OwnedFd, len: usize },
+    Mmap {
+        fd: OwnedFd,
+        len: usize,
+    },
+    /// Slot `.1` of a [`Slab`], given back to it on drop.
+    Slot(Arc<Slab>, u32),
+}
+
+/// `n` fixed-size slots carved out of one block, as the kernel preallocates hash
+/// map elements: values then live at addresses that stay valid for the whole life
+/// of the map, so a program may be given them without registering each one.
+pub struct Slab {
+    mem: Shmem,
+    slot: usize,
+    n: u32,
+    /// Slots never handed out start at `next`; freed ones wait in `free`.
+    next: AtomicU32,
+    free: SegQueue<u32>,
+}
+
+impl Slab {
+    /// `n` slots of `slot` bytes (a multiple of 8); `ENOMEM` when they cannot be had.
+    pub fn new(slot: usize, n: u32) -> Result<Arc<Self>, MapError> {
+        let len = slot.checked_mul(n as usize).ok_or(MapError::NoMem)?;
+        Ok(Arc::new(Self {
+            mem: Shmem::heap(len)?,
+            slot,
+            n,
+            next: AtomicU32::new(0),
+            free: SegQueue::new(),
+        }))
+    }
+
+    /// A zeroed slot, or `None` when all are in use (or not yet given back).
+    pub fn alloc(self: &Arc<Self>) -> Option<Shmem> {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.mem.zero(i as usize * self.slot, self.slot);
+                i
+            }
+            None => {
+                let i = self
+                    .next
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        (v < self.n).then_some(v + 1)
+                    })
+                    .ok()?;
+                i
+            }
+        };
+        let ptr = NonNull::new(self.mem.addr(i as usize * self.slot) as *mut u8)?;
+        Some(Shmem {
+            ptr,
+            len: self.slot,
+            backing: Backing::Slot(self.clone(), i),
+        })
+    }
+
+    /// Address of the first slot.
+    pub fn base(&self) -> u64 {
+        self.mem.addr(0)
+    }
+
+    /// Whether `addr` lies in the slab.
+    #[inline]
+    pub fn contains(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.base()) < self.mem.len() as u64
+    }
 }
 
 /// A zeroed, 8-byte aligned block of shared memory.
@@ -127,7 +198,7 @@ impl Shmem {
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.backing {
             Backing::Mmap { fd, .. } => Some(fd.as_fd()),
-            Backing::Heap(_) => None,
+            Backing::Heap(_) | Backing::Slot(..) => None,
         }
     }
 
@@ -274,6 +345,7 @@ impl Drop for Shmem {
                 // SAFETY: unmapping the mapping made in `memfd`.
                 unsafe { libc::munmap(self.ptr.as_ptr().cast(), *len) };
             }
+            Backing::Slot(slab, i) => slab.free.push(*i),
         }
     }
 }
