@@ -59,15 +59,12 @@ impl Slab {
                 self.mem.zero(i as usize * self.slot, self.slot);
                 i
             }
-            None => {
-                let i = self
-                    .next
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                        (v < self.n).then_some(v + 1)
-                    })
-                    .ok()?;
-                i
-            }
+            None => self
+                .next
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    (v < self.n).then_some(v + 1)
+                })
+                .ok()?,
         };
         let ptr = NonNull::new(self.mem.addr(i as usize * self.slot) as *mut u8)?;
         Some(Shmem {
