@@ -351,6 +351,31 @@ impl Drop for Shmem {
 mod tests {
     use super::*;
 
+    /// Slots are handed out once each, inside the slab; a dropped one comes back
+    /// zeroed; none is left when all are held.
+    #[test]
+    fn slab_slots() {
+        let slab = Slab::new(16, 3).unwrap();
+        let a: Vec<Shmem> = (0..3).map(|_| slab.alloc().unwrap()).collect();
+        assert!(slab.alloc().is_none(), "all slots held");
+        let mut addrs: Vec<u64> = a.iter().map(|m| m.addr(0)).collect();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), 3);
+        assert!(addrs.iter().all(|&p| slab.contains(p) && slab.contains(p + 15)));
+        assert!(!slab.contains(slab.base() + 48));
+        let mut a = a;
+        let one = a.remove(1);
+        one.write(0, &[0xab; 16]);
+        let freed = one.addr(0);
+        drop(one);
+        let b = slab.alloc().unwrap();
+        assert_eq!(b.addr(0), freed, "the only free slot");
+        let mut out = [1u8; 16];
+        b.read(0, &mut out);
+        assert_eq!(out, [0; 16], "a reused slot is zeroed");
+    }
+
     #[test]
     fn heap_rw() {
         let m = Shmem::heap(20).unwrap();
