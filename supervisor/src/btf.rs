@@ -61,6 +61,9 @@ pub struct BtfError {
     pub msg: String,
 }
 
+/// The name the kernel looks for in map value types.
+const SPIN_LOCK: &str = "bpf_spin_lock";
+
 fn inval(msg: impl Into<String>) -> BtfError {
     BtfError {
         errno: libc::EINVAL,
@@ -205,7 +208,95 @@ impl Btf {
             str_len,
         };
         btf.check_refs()?;
+        btf.check_spin_locks()?;
         Ok(btf)
+    }
+
+    /// The kernel parses the special fields of every struct at load time
+    /// (`btf_parse_struct_metas`): a struct holding two `bpf_spin_lock`s makes the
+    /// whole BTF fail with E2BIG.
+    fn check_spin_locks(&self) -> Result<(), BtfError> {
+        let has_lock_type = self
+            .types
+            .iter()
+            .any(|t| t.kind == kind::STRUCT && self.str_at(t.name_off) == Some(SPIN_LOCK));
+        if !has_lock_type {
+            return Ok(());
+        }
+        for (i, t) in self.types.iter().enumerate() {
+            if !matches!(t.kind, kind::STRUCT | kind::UNION) {
+                continue;
+            }
+            let mut locks = Vec::new();
+            self.spin_locks(i as u32 + 1, 0, 0, &mut locks);
+            if locks.len() > 1 {
+                return Err(BtfError {
+                    errno: libc::E2BIG,
+                    msg: format!("[{}] more than one bpf_spin_lock", i + 1),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Skip const/volatile/restrict/type tags. (Not typedefs: the kernel does not
+    /// recognise a member whose type is a typedef of `struct bpf_spin_lock`.)
+    fn skip_qualifiers(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.type_by_id(id) {
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        kind::VOLATILE | kind::CONST | kind::RESTRICT | kind::TYPE_TAG
+                    ) =>
+                {
+                    id = t.size_type
+                }
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Byte offsets of the `struct bpf_spin_lock` members of struct/union `id`, in
+    /// nested structs too (the kernel's `btf_find_field`), each offset + `base`.
+    fn spin_locks(&self, id: u32, base: u32, depth: u32, out: &mut Vec<u32>) {
+        for (m, off) in self.members(id) {
+            let m = self.skip_qualifiers(m);
+            let Some(t) = self.type_by_id(m) else {
+                continue;
+            };
+            let at = base.saturating_add(off as u32);
+            if t.kind == kind::STRUCT && self.str_at(t.name_off) == Some(SPIN_LOCK) {
+                out.push(at);
+            } else if matches!(t.kind, kind::STRUCT | kind::UNION) && depth < 8 {
+                self.spin_locks(m, at, depth + 1, out);
+            }
+            if out.len() > 1 {
+                return;
+            }
+        }
+    }
+
+    /// Offset of the `struct bpf_spin_lock` in a map value of type `id` (resolved
+    /// through typedefs and qualifiers, as the kernel's `map_check_btf`), if any.
+    /// A value that is itself a `struct bpf_spin_lock` has none (only members count).
+    pub fn spin_lock_off(&self, mut id: u32) -> Option<u32> {
+        for _ in 0..32 {
+            let t = self.type_by_id(id)?;
+            match t.kind {
+                kind::TYPEDEF | kind::VOLATILE | kind::CONST | kind::RESTRICT | kind::TYPE_TAG => {
+                    id = t.size_type
+                }
+                kind::STRUCT | kind::UNION => {
+                    let mut locks = Vec::new();
+                    self.spin_locks(id, 0, 0, &mut locks);
+                    return locks.first().copied();
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     fn check_refs(&self) -> Result<(), BtfError> {

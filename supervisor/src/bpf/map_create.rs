@@ -111,6 +111,14 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         {
             return Err(libc::EINVAL);
         }
+        // A value holding a struct bpf_spin_lock: BPF_F_LOCK and bpf_spin_lock()
+        // work on it; only HASH and ARRAY may hold one (map_check_btf).
+        if let Some(off) = btf.spin_lock_off(attr.btf_value_type_id) {
+            if !matches!(attr.map_type, map_type::HASH | map_type::ARRAY) {
+                return Err(libc::EOPNOTSUPP);
+            }
+            opts.spin_lock_off = Some(off);
+        }
         btf_obj = Some(obj);
     }
     let map = maps::create_with(&attr, opts).map_err(|e| e.errno())?;

@@ -362,7 +362,9 @@ mod tests {
         addrs.sort();
         addrs.dedup();
         assert_eq!(addrs.len(), 3);
-        assert!(addrs.iter().all(|&p| slab.contains(p) && slab.contains(p + 15)));
+        assert!(addrs
+            .iter()
+            .all(|&p| slab.contains(p) && slab.contains(p + 15)));
         assert!(!slab.contains(slab.base() + 48));
         let mut a = a;
         let one = a.remove(1);
