@@ -223,6 +223,24 @@ int main(int argc, char **argv)
 	report("arr", "lookup_frozen", elem(BPF_MAP_LOOKUP_ELEM, arr, 0, &v, 0));
 	report("arr_wronly", "lookup_frozen", elem(BPF_MAP_LOOKUP_ELEM, awo, 0, &v, 0));
 
+	/* The access mode belongs to the fd, not the map: a map created read-only
+	 * (or write-only) and reopened by id without flags gets a read-write fd. */
+	static const struct { const char *name; unsigned flags; } created[] = {
+		{"ro_created", BPF_F_RDONLY}, {"wo_created", BPF_F_WRONLY},
+	};
+	for (unsigned i = 0; i < 2; i++) {
+		char n[64];
+		int m = map_create(BPF_MAP_TYPE_HASH, 64, created[i].flags);
+		report(created[i].name, "create", m);
+		if (m < 0)
+			continue;
+		ops(created[i].name, m);
+		snprintf(n, sizeof(n), "%s_by_id", created[i].name);
+		ops(n, fd_by_id(BPF_MAP_GET_FD_BY_ID, map_id(m), 0));
+		snprintf(n, sizeof(n), "%s_by_id_rdonly", created[i].name);
+		ops(n, fd_by_id(BPF_MAP_GET_FD_BY_ID, map_id(m), BPF_F_RDONLY));
+	}
+
 	/* A program pin: only read-write opens. */
 	long prog = load_prog();
 	report("prog", "load", prog);

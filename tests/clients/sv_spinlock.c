@@ -210,5 +210,9 @@ int main(void)
 	report("nolock update", elem(BPF_MAP_UPDATE_ELEM, nl, 1, v, 0));
 	report("nolock lookup F_LOCK", elem(BPF_MAP_LOOKUP_ELEM, nl, 1, v, BPF_F_LOCK));
 	report("plain update F_LOCK", elem(BPF_MAP_UPDATE_ELEM, plain, 1, v, BPF_F_LOCK));
+	/* A map with a spin lock cannot be frozen (special fields in the value). */
+	clr(); put32(0, h); report("hash freeze", sys(BPF_MAP_FREEZE, attr, 4));
+	clr(); put32(0, a); report("array freeze", sys(BPF_MAP_FREEZE, attr, 4));
+	clr(); put32(0, nl); report("nolock freeze", sys(BPF_MAP_FREEZE, attr, 4));
 	return 0;
 }

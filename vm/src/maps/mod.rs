@@ -346,18 +346,17 @@ impl Common {
             spin_lock_off: opts.spin_lock_off,
         }
     }
-    /// The kernel's `map_get_sys_perms(...) & FMODE_CAN_WRITE` for the map's own flags.
+    /// The map's part of the kernel's `map_get_sys_perms(...) & FMODE_CAN_WRITE`: a
+    /// frozen map is read-only for every fd. (BPF_F_RDONLY/WRONLY at creation only
+    /// set the mode of the creating fd; fds are the supervisor's to check.)
     pub fn sys_write_ok(&self) -> Result<(), MapError> {
-        if self.attr.map_flags & map_flags::BPF_F_RDONLY != 0 || self.frozen() {
+        if self.frozen() {
             return Err(MapError::Perm);
         }
         Ok(())
     }
-    /// `FMODE_CAN_READ` for the map's own flags.
+    /// The map's part of `FMODE_CAN_READ`: nothing (the fd decides).
     pub fn sys_read_ok(&self) -> Result<(), MapError> {
-        if self.attr.map_flags & map_flags::BPF_F_WRONLY != 0 {
-            return Err(MapError::Perm);
-        }
         Ok(())
     }
     /// Lookup flags: only `BPF_F_LOCK`, and only with a spin lock in the value.
