@@ -234,6 +234,20 @@ static CORPUS: &[CorpusProg] = &[
         helpers: &[LOOKUP, TAIL_CALL],
     },
     CorpusProg {
+        file: "subprog_tail_calls",
+        prog: "subprog_tail",
+        covers: "tail calls from a subprogram: the target replaces only the subprogram and \
+                 its r0 returns to the caller; a chained one, a missing slot",
+        setup: &[
+            Setup::ProgArray { map: "sub_jmp", key: 3, prog: "sub_tcp" },
+            Setup::ProgArray { map: "sub_jmp", key: 4, prog: "sub_udp" },
+            Setup::ProgArray { map: "sub_jmp", key: 5, prog: "sub_icmp" },
+            Setup::ProgArray { map: "sub_jmp", key: 9, prog: "sub_chain" },
+        ],
+        volatile_maps: &[],
+        helpers: &[LOOKUP, TAIL_CALL],
+    },
+    CorpusProg {
         file: "map_in_map",
         prog: "map_in_map",
         covers: "ARRAY_OF_MAPS with inner ARRAY maps set by user space, an empty outer slot",

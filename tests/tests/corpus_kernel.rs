@@ -364,6 +364,28 @@ fn tail_calls() {
 }
 
 #[test]
+fn subprog_tail_calls() {
+    for_both("subprog_tail_calls", |prog, fl| {
+        let (k, cases) = run_set(prog, fl);
+        // What dispatch() returns: the target's r0 (the subprogram is replaced).
+        let got = |c: &Case| match c.p.class() {
+            Class::Tcp => 3,
+            Class::Udp => 1,
+            // ICMP chains to slot 9 (sub_chain); slot 9 is also C_OTHER_L4's own.
+            Class::Icmp | Class::OtherL4 => 4,
+            _ => 6,
+        };
+        check(prog.file, fl, &cases, |c| same(c, (got(c) + 1) % 5));
+        let mut want = [0u64; 8];
+        for c in &cases {
+            want[got(c) as usize] += 1;
+        }
+        assert_eq!(u64_array(&k, "sub_hits", 8), want, "sub_hits ({fl})");
+        assert!(want[3] > 0 && want[1] > 0 && want[4] > 0 && want[6] > 0);
+    });
+}
+
+#[test]
 fn map_in_map() {
     for_both("map_in_map", |prog, fl| {
         let (k, cases) = run_set(prog, fl);
@@ -952,6 +974,7 @@ fn every_corpus_program_is_checked() {
         "lpm_acl",
         "devmap_redirect",
         "tail_calls",
+        "subprog_tail_calls",
         "map_in_map",
         "ringbuf_events",
         "atomics",

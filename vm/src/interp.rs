@@ -134,6 +134,32 @@ pub(crate) enum End {
     Tail(Arc<Program>),
 }
 
+/// A tail call made from a subprogram (frame `rc.depth`): as in the kernel's JITs,
+/// the target replaces the subprogram, running in its stack frame with r1 = `ctx`,
+/// and its r0 is what the subprogram returns to its caller. Further tail calls of
+/// the target chain on the same way. Run by the interpreter (compiled code assumes
+/// it starts in the run's first frame).
+pub(crate) fn tail_from_subprog(
+    rc: &mut RunCtx<'_>,
+    mut prog: Arc<Program>,
+    ctx: u64,
+) -> Result<u64, Fault> {
+    let saved = rc.cur.take();
+    let depth = rc.depth;
+    let res = loop {
+        rc.cur = Some(prog.clone());
+        rc.depth = depth;
+        match exec(&prog, rc, 0, [ctx, 0, 0, 0, 0], true) {
+            Ok(End::Exit(v)) => break Ok(v),
+            Ok(End::Tail(next)) => prog = next,
+            Err(f) => break Err(f),
+        }
+    };
+    rc.cur = saved;
+    rc.depth = depth;
+    res
+}
+
 /// Run `prog` (and whatever it tail-calls) once.
 pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, RedirectInfo) {
     let mut scratch = take_scratch();
@@ -746,8 +772,26 @@ fn exec_inner(
                 if let Some(t) = rc.pending_tail.take() {
                     if top && rc.tail_cnt < MAX_TAIL_CALL_CNT {
                         rc.tail_cnt += 1;
-                        rc.depth = base_depth;
-                        return Ok(End::Tail(t));
+                        if nf == 0 {
+                            rc.depth = base_depth;
+                            return Ok(End::Tail(t));
+                        }
+                        // From a subprogram: the target replaces it and returns to
+                        // its caller.
+                        match tail_from_subprog(rc, t, regs[1]) {
+                            Ok(v) => regs[0] = v,
+                            Err(e) => {
+                                rc.depth = base_depth;
+                                return Err(e);
+                            }
+                        }
+                        nf -= 1;
+                        rc.frames_used = frame_base + nf;
+                        let f = rc.scratch.frames[frame_base + nf];
+                        regs[6..10].copy_from_slice(&f.saved);
+                        regs[10] = f.fp;
+                        pc = f.ret_pc;
+                        rc.depth -= 1;
                     }
                 }
             }

@@ -139,7 +139,7 @@ pub struct Program {
     spec: ProgLoadSpec,
     pub(crate) ops: Box<[Op]>,
     pub(crate) helper_fns: Box<[HelperFn]>,
-    helper_ids: Vec<u32>,
+    pub(crate) helper_ids: Vec<u32>,
     maps: Vec<Arc<dyn Map>>,
     pub(crate) map_handles: Vec<u64>,
     pub(crate) static_regions: Vec<Region>,

@@ -58,6 +58,13 @@ pub(crate) mod off {
 /// Signature of compiled programs: (env, r1..r5) -> r0.
 pub(crate) type EntryFn = unsafe extern "C" fn(*mut JitEnv, u64, u64, u64, u64, u64) -> u64;
 
+/// Values of [`JitEnv::exit`] other than 0 (go on) and 1 (return now).
+pub(crate) mod exit {
+    /// A tail call from a subprogram ran its target: return from the subprogram
+    /// with the helper's result (compiled code resets `exit` to 0).
+    pub const RETURN_FROM_SUBPROG: u64 = 2;
+}
+
 /// Fault kinds compiled code passes to [`jit_fault`].
 pub(crate) mod kind {
     pub const READ: u64 = 0;
@@ -308,8 +315,23 @@ pub(crate) extern "C" fn jit_helper(
     if let Some(t) = rc.pending_tail.take() {
         if rc.tail_cnt < MAX_TAIL_CALL_CNT {
             rc.tail_cnt += 1;
-            e.tail = Some(t);
-            e.exit = 1;
+            if nf == 0 {
+                e.tail = Some(t);
+                e.exit = 1;
+            } else {
+                // From a subprogram: the target replaces it; compiled code returns
+                // from the subprogram with the target's r0.
+                rc.depth = nf;
+                let r = crate::interp::tail_from_subprog(rc, t, a1);
+                rc.depth = nf;
+                return match r {
+                    Ok(v) => {
+                        e.exit = exit::RETURN_FROM_SUBPROG;
+                        v
+                    }
+                    Err(f) => fail(e, f),
+                };
+            }
         }
     }
     v

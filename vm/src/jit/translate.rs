@@ -561,6 +561,24 @@ impl T<'_, '_> {
         let next = self.blocks[i + 1];
         self.b.ins().brif(ex, out, NA, next, NA);
         self.b.switch_to_block(out);
+        // bpf_tail_call (or a callx that may be one) inside a program with
+        // subprograms: a tail call from a subprogram returns from it.
+        let may_tail = o.code == 0x8d || self.prog.helper_ids.get(o.imm as usize) == Some(&12);
+        if self.frames.is_some() && may_tail {
+            let sub_ret = self.b.create_block();
+            let ret = self.b.create_block();
+            let is_sub = self.b.ins().icmp_imm_s(
+                IntCC::Equal,
+                ex,
+                runtime::exit::RETURN_FROM_SUBPROG as i64,
+            );
+            self.b.ins().brif(is_sub, sub_ret, NA, ret, NA);
+            self.b.switch_to_block(sub_ret);
+            let z = self.k(0);
+            self.b.ins().store(mem(), z, self.env, off::EXIT);
+            self.exit();
+            self.b.switch_to_block(ret);
+        }
         self.b.ins().return_(&[r0]);
     }
 
