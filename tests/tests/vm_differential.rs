@@ -126,8 +126,19 @@ fn compare(prog: &CorpusProg, flavour: Flavour) -> Vec<String> {
     diffs
 }
 
+/// The JIT (the default back end).
 #[test]
 fn vm_matches_kernel_on_the_corpus() {
+    bpftime_vm::jit::scoped(true, || corpus_against_kernel("jit"));
+}
+
+/// The interpreter (`BPFTIME_JIT=0`, and what runs the programs the JIT does not take).
+#[test]
+fn interpreter_matches_kernel_on_the_corpus() {
+    bpftime_vm::jit::scoped(false, || corpus_against_kernel("interpreter"));
+}
+
+fn corpus_against_kernel(back_end: &str) {
     if !require(&[Need::Root, Need::Bpf]) {
         return;
     }
@@ -168,7 +179,9 @@ fn vm_matches_kernel_on_the_corpus() {
             }
         }
     }
-    eprintln!("vm_differential: {matched} of {compared} program/flavour pairs match the kernel");
+    eprintln!(
+        "vm_differential ({back_end}): {matched} of {compared} program/flavour pairs match the kernel"
+    );
     assert!(matched > 0);
     assert!(
         report.is_empty(),
