@@ -47,6 +47,9 @@ struct T<'a, 'b> {
     /// sets it on inline lookups and reloads it after every call out (the runtime
     /// updates the env copy).
     cache: (Variable, Variable),
+    /// The packet's `data_meta` and `data_end`, in registers: only helpers move
+    /// them, so they are reloaded after each helper call.
+    pkt: (Variable, Variable),
     blocks: Vec<Block>,
     env: Value,
     xdp: Value,
@@ -112,6 +115,7 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     let nf = b.declare_var(I64);
     let bud = b.declare_var(I64);
     let cache = (b.declare_var(I64), b.declare_var(I64));
+    let pkt = (b.declare_var(I64), b.declare_var(I64));
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -139,6 +143,10 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     b.def_var(bud, bv);
     b.def_var(cache.0, zero);
     b.def_var(cache.1, zero);
+    let meta = b.ins().load(I64, mem(), xdp, 16);
+    let dend = b.ins().load(I64, mem(), xdp, 8);
+    b.def_var(pkt.0, meta);
+    b.def_var(pkt.1, dend);
     let frames = (!ret_sites.is_empty()).then(|| {
         b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
@@ -157,6 +165,7 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         nf,
         bud,
         cache,
+        pkt,
         blocks,
         env,
         xdp,
@@ -240,8 +249,8 @@ impl T<'_, '_> {
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let bad = self.fault_block(kind, Some(addr), len, pc);
-        let meta = self.b.ins().load(I64, mem(), self.xdp, 16);
-        let dend = self.b.ins().load(I64, mem(), self.xdp, 8);
+        let meta = self.b.use_var(self.pkt.0);
+        let dend = self.b.use_var(self.pkt.1);
         let end = self.b.ins().iadd_imm_s(addr, len as i64);
         let c1 = self
             .b
@@ -262,8 +271,28 @@ impl T<'_, '_> {
             o,
             STACK_BYTES as i64 - len as i64,
         );
-        let cached = self.b.create_block();
-        self.b.ins().brif(ok, cont, NA, cached, NA);
+        let mut next = self.b.create_block();
+        self.b.ins().brif(ok, cont, NA, next, NA);
+        // Global data (.rodata/.data/.bss values): constant regions, checked inline.
+        let statics: Vec<_> = self
+            .prog
+            .static_regions
+            .iter()
+            .filter(|r| (!write || r.writable) && r.len >= len)
+            .take(8)
+            .copied()
+            .collect();
+        for r in statics {
+            self.b.switch_to_block(next);
+            next = self.b.create_block();
+            let o = self.b.ins().iadd_imm_s(addr, -(r.start as i64));
+            let ok =
+                self.b
+                    .ins()
+                    .icmp_imm_u(IntCC::UnsignedLessThanOrEqual, o, (r.len - len) as i64);
+            self.b.ins().brif(ok, cont, NA, next, NA);
+        }
+        let cached = next;
         // The region the runtime accepted last (writable, so good for both).
         self.b.switch_to_block(cached);
         let cs = self.b.use_var(self.cache.0);
@@ -552,6 +581,11 @@ impl T<'_, '_> {
         self.budget_out();
         let call = self.b.ins().call_indirect(s, f, &args);
         self.cache_in();
+        // Helpers (adjust_head/meta/tail, callbacks) may move the packet.
+        let meta = self.b.ins().load(I64, mem(), self.xdp, 16);
+        let dend = self.b.ins().load(I64, mem(), self.xdp, 8);
+        self.b.def_var(self.pkt.0, meta);
+        self.b.def_var(self.pkt.1, dend);
         let r0 = self.b.inst_results(call)[0];
         self.set(0, r0);
         self.budget_in();
