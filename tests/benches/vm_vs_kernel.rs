@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p bpftime-tests --bench vm_vs_kernel` (as root). Env: BENCH_REPEAT
 //! (kernel repeat per packet, default 20000), BENCH_VM_REPEAT (default 2000),
-//! BENCH_FLAVOUR (v3 or v4, default both).
+//! BENCH_FLAVOUR (v3 or v4, default both), BENCH_ONLY (one program's file name).
 
 use bpftime_tests::corpus::{self, Flavour};
 use bpftime_tests::oracle::KernelObject;
@@ -48,7 +48,11 @@ fn main() {
     );
     let mut log_sum = 0f64;
     let mut n = 0;
+    let only = std::env::var("BENCH_ONLY").ok();
     for prog in corpus::all() {
+        if only.as_deref().is_some_and(|o| o != prog.file) {
+            continue;
+        }
         for &fl in &flavours {
             let vm = match VmObject::load(prog, fl) {
                 Ok(vm) => vm,

@@ -609,11 +609,14 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
 
     // 5. Types (kernel modes).
     let mut ctx_field: Vec<Option<(i32, u8)>> = vec![None; n];
-    if kernel {
+    let seen = if kernel {
         let seen = analyse(insns, &starts, &subprog_of, &second_half, inp.mode, n);
         check_types(insns, &seen, inp.mode, &arg_kinds, &mut ctx_field, &mut log)
             .map_err(|e| with_insn(e, insns))?;
-    }
+        Some(seen)
+    } else {
+        None
+    };
 
     // 6. Rewrite into the interpreter's form.
     let mut ops = Vec::with_capacity(n + 1);
@@ -652,13 +655,31 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                     o.aux = fsize;
                 } else if mode == BPF_MEM {
                     let base = if class == BPF_LDX { insn.src } else { insn.dst };
-                    let off = insn.off as i32;
-                    if base == BPF_REG_FP && off >= -(MAX_BPF_STACK as i32) && off + size <= 0 {
+                    let in_frame = |off: i32| off >= -(MAX_BPF_STACK as i32) && off + size <= 0;
+                    // The frame offset of the access when it is proven: r10-relative,
+                    // or through a register the type analysis knows holds r10 + k on
+                    // every path (then rewritten as r10-relative).
+                    let frame_off = if base == BPF_REG_FP {
+                        Some(insn.off as i32)
+                    } else {
+                        seen.as_ref().and_then(|seen| {
+                            let sn = &seen[i];
+                            (sn.k[base as usize] == K_STACK && sn.off_state == 1)
+                                .then(|| sn.off + insn.off as i32)
+                        })
+                    };
+                    if let Some(off) = frame_off.filter(|&o| in_frame(o)) {
                         o.code = match class {
                             BPF_LDX => op::STACK_LDX,
                             BPF_ST => op::STACK_ST,
                             _ => op::STACK_STX,
                         } | (insn.code & 0x18);
+                        o.off = off;
+                        if class == BPF_LDX {
+                            o.src = BPF_REG_FP;
+                        } else {
+                            o.dst = BPF_REG_FP;
+                        }
                     }
                 }
             }

@@ -272,3 +272,35 @@ fn prog_flags_as_the_kernel() {
         );
     }
 }
+
+/// Packet accesses checked at run time, at every size, right at the edges: the
+/// last bytes before data_end load, one byte further faults (XDP_ABORTED), and so
+/// does one byte before data (no metadata). Same on the JIT and the interpreter.
+#[test]
+fn packet_bounds_at_the_edges() {
+    for (size, ldx) in [(1u32, "ldxb"), (2, "ldxh"), (4, "ldxw"), (8, "ldxdw")] {
+        // r2 = data + pkt[0] - pkt[1]; load `size` bytes there.
+        let src = format!(
+            "ldxw %r2, [%r1+0]\nldxb %r3, [%r2+0]\nldxb %r4, [%r2+1]\nadd %r2, %r3\nsub %r2, %r4\n\
+             {ldx} %r5, [%r2+0]\nmov %r0, 2\nexit"
+        );
+        let mut p = load(&src);
+        for jit in [true, false] {
+            if !jit {
+                p.disable_jit();
+            }
+            let run = |off: u8, back: u8| {
+                let mut pkt = [0u8; 60];
+                pkt[0] = off;
+                pkt[1] = back;
+                p.test_run_xdp(&pkt, None, 1, 0, &NoHost).unwrap().retval
+            };
+            let last = 60 - size as u8;
+            assert_eq!(run(last, 0), 2, "size {size} at the end (jit {jit})");
+            assert_eq!(run(last + 1, 0), 0, "size {size} past the end (jit {jit})");
+            assert_eq!(run(0, 0), 2, "size {size} at data (jit {jit})");
+            assert_eq!(run(0, 1), 0, "size {size} before data (jit {jit})");
+            assert_eq!(run(200, 0), 0, "size {size} far past the end (jit {jit})");
+        }
+    }
+}

@@ -50,6 +50,9 @@ struct T<'a, 'b> {
     /// The packet's `data_meta` and `data_end`, in registers: only helpers move
     /// them, so they are reloaded after each helper call.
     pkt: (Variable, Variable),
+    /// For accesses of 1, 2, 4 and 8 bytes: how many start offsets from
+    /// `data_meta` fit (0 when none), so that a packet check is one compare.
+    pkt_room: [Variable; 4],
     blocks: Vec<Block>,
     env: Value,
     xdp: Value,
@@ -116,6 +119,7 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     let bud = b.declare_var(I64);
     let cache = (b.declare_var(I64), b.declare_var(I64));
     let pkt = (b.declare_var(I64), b.declare_var(I64));
+    let pkt_room: [Variable; 4] = std::array::from_fn(|_| b.declare_var(I64));
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -143,10 +147,9 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
     b.def_var(bud, bv);
     b.def_var(cache.0, zero);
     b.def_var(cache.1, zero);
-    let meta = b.ins().load(I64, mem(), xdp, 16);
-    let dend = b.ins().load(I64, mem(), xdp, 8);
-    b.def_var(pkt.0, meta);
-    b.def_var(pkt.1, dend);
+    for v in pkt_room {
+        b.def_var(v, zero);
+    }
     let frames = (!ret_sites.is_empty()).then(|| {
         b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
@@ -155,7 +158,6 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         ))
     });
     let blocks: Vec<Block> = (0..ops.len()).map(|_| b.create_block()).collect();
-    b.ins().jump(blocks[0], NA);
     let ret_blocks = ret_sites.iter().map(|&s| blocks[s]).collect();
     let mut t = T {
         b,
@@ -166,6 +168,7 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         bud,
         cache,
         pkt,
+        pkt_room,
         blocks,
         env,
         xdp,
@@ -178,6 +181,8 @@ pub(super) fn compile(prog: &Program, isa: &dyn TargetIsa) -> Result<Vec<u8>, &'
         sigs,
         pending: Vec::new(),
     };
+    t.pkt_in();
+    t.b.ins().jump(t.blocks[0], NA);
     for i in 0..ops.len() {
         let blk = t.blocks[i];
         t.b.switch_to_block(blk);
@@ -250,19 +255,30 @@ impl T<'_, '_> {
         self.b.set_cold_block(slow);
         let bad = self.fault_block(kind, Some(addr), len, pc);
         let meta = self.b.use_var(self.pkt.0);
-        let dend = self.b.use_var(self.pkt.1);
-        let end = self.b.ins().iadd_imm_s(addr, len as i64);
-        let c1 = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, addr, meta);
-        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, dend);
-        let c3 = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, end, addr);
-        let c = self.b.ins().band(c1, c2);
-        let ok = self.b.ins().band(c, c3);
+        let ok = match [1u64, 2, 4, 8].iter().position(|&k| k == len) {
+            Some(i) => {
+                // addr - meta (huge when addr < meta) below the number of offsets
+                // where `len` bytes fit.
+                let room = self.b.use_var(self.pkt_room[i]);
+                let o = self.b.ins().isub(addr, meta);
+                self.b.ins().icmp(IntCC::UnsignedLessThan, o, room)
+            }
+            None => {
+                let dend = self.b.use_var(self.pkt.1);
+                let end = self.b.ins().iadd_imm_s(addr, len as i64);
+                let c1 = self
+                    .b
+                    .ins()
+                    .icmp(IntCC::UnsignedGreaterThanOrEqual, addr, meta);
+                let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, dend);
+                let c3 = self
+                    .b
+                    .ins()
+                    .icmp(IntCC::UnsignedGreaterThanOrEqual, end, addr);
+                let c = self.b.ins().band(c1, c2);
+                self.b.ins().band(c, c3)
+            }
+        };
         self.b.ins().brif(ok, cont, NA, stk, NA);
         self.b.switch_to_block(stk);
         let o = self.b.ins().isub(addr, self.stack_base);
@@ -339,6 +355,25 @@ impl T<'_, '_> {
     fn budget_out(&mut self) {
         let v = self.b.use_var(self.bud);
         self.b.ins().store(mem(), v, self.budget_ptr, 0);
+    }
+
+    /// Load the packet bounds from the context (at entry and after helper calls).
+    fn pkt_in(&mut self) {
+        let meta = self.b.ins().load(I64, mem(), self.xdp, 16);
+        let dend = self.b.ins().load(I64, mem(), self.xdp, 8);
+        self.b.def_var(self.pkt.0, meta);
+        self.b.def_var(self.pkt.1, dend);
+        let plen = self.b.ins().isub(dend, meta);
+        let zero = self.k(0);
+        for (i, k) in [1i64, 2, 4, 8].into_iter().enumerate() {
+            let fits = self
+                .b
+                .ins()
+                .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, plen, k);
+            let room = self.b.ins().iadd_imm_s(plen, 1 - k);
+            let room = self.b.ins().select(fits, room, zero);
+            self.b.def_var(self.pkt_room[i], room);
+        }
     }
 
     /// Reload the region cache after a call out (which may have set it).
@@ -582,10 +617,7 @@ impl T<'_, '_> {
         let call = self.b.ins().call_indirect(s, f, &args);
         self.cache_in();
         // Helpers (adjust_head/meta/tail, callbacks) may move the packet.
-        let meta = self.b.ins().load(I64, mem(), self.xdp, 16);
-        let dend = self.b.ins().load(I64, mem(), self.xdp, 8);
-        self.b.def_var(self.pkt.0, meta);
-        self.b.def_var(self.pkt.1, dend);
+        self.pkt_in();
         let r0 = self.b.inst_results(call)[0];
         self.set(0, r0);
         self.budget_in();
