@@ -54,7 +54,7 @@ loader_pid=$!
 sleep 1.5
 echo "== sending traffic from $nsB: ping and UDP"
 ip netns exec "$nsB" ping -c 5 -i 0.2 -q 10.199.0.1 || true
-for i in 1 2 3; do echo "hello $i" | ip netns exec "$nsB" nc -u -w0 10.199.0.1 9999 || true; done
+for i in 1 2 3; do ip netns exec "$nsB" bash -c "echo hello $i > /dev/udp/10.199.0.1/9999" || true; done
 sleep 1
 if [ "$mode" = bpftime ]; then
   echo "== bpftool map dump pinned /sys/fs/bpf/xdp_counter (bpftool under bpftime-run)"

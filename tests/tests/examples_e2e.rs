@@ -206,7 +206,9 @@ fn firewall_example() {
             let a = format!("nsenter --net=/run/netns/{}", p.a.name());
             let udp = |port: u16, n: u32| {
                 format!(
-                    "for i in $(seq {n}); do echo x | ip netns exec {b} nc -u -w0 {ip} {port}; done",
+                    // bash's /dev/udp writes each datagram before it exits (`nc -u -w0`
+                    // sometimes quits before sending, which made the count flaky).
+                    "for i in $(seq {n}); do ip netns exec {b} bash -c 'echo x > /dev/udp/{ip}/{port}'; done",
                     b = p.b.name(),
                     ip = p.ip_a
                 )

@@ -28,18 +28,7 @@ fn malformed_attrs_get_the_kernels_errno() {
         &d.run(&[client.to_str().unwrap()]),
         "client under bpftime-run",
     );
-    let mut diffs = Vec::new();
-    for (k, b) in native.lines().zip(ours.lines()) {
-        if k != b {
-            diffs.push(format!("kernel: {k}\nbpftime: {b}"));
-        }
-    }
-    assert_eq!(
-        native.lines().count(),
-        ours.lines().count(),
-        "case count differs:\n{ours}"
-    );
-    assert!(diffs.is_empty(), "errno mismatches:\n{}", diffs.join("\n"));
+    assert_same_lines(&native, &ours, Some(&d));
 }
 
 /// The same table from an unprivileged target (uid 65534, no capabilities): EPERM

@@ -47,16 +47,5 @@ fn fd_access_modes_match_the_kernel() {
     }
     let d = Daemon::start();
     let ours = stdout_ok(&d.run(&[c, "/sys/fs/bpf"]), "client under bpftime-run");
-    let diffs: Vec<String> = native
-        .lines()
-        .zip(ours.lines())
-        .filter(|(k, b)| k != b)
-        .map(|(k, b)| format!("kernel: {k}\nbpftime: {b}"))
-        .collect();
-    assert_eq!(
-        native.lines().count(),
-        ours.lines().count(),
-        "case count differs:\nkernel:\n{native}\nbpftime:\n{ours}"
-    );
-    assert!(diffs.is_empty(), "mismatches:\n{}", diffs.join("\n"));
+    assert_same_lines(&native, &ours, Some(&d));
 }

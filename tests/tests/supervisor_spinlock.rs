@@ -40,21 +40,5 @@ fn spin_lock_maps_match_the_kernel() {
         &d.run(&[client.to_str().unwrap()]),
         "client under bpftime-run",
     );
-    let diffs: Vec<String> = native
-        .lines()
-        .zip(ours.lines())
-        .filter(|(k, b)| k != b)
-        .map(|(k, b)| format!("kernel: {k}\nbpftime: {b}"))
-        .collect();
-    assert_eq!(
-        native.lines().count(),
-        ours.lines().count(),
-        "case count differs:\n{ours}"
-    );
-    assert!(
-        diffs.is_empty(),
-        "mismatches:\n{}\ndaemon log:\n{}",
-        diffs.join("\n"),
-        d.log()
-    );
+    assert_same_lines(&native, &ours, Some(&d));
 }

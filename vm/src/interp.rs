@@ -427,6 +427,18 @@ fn exec_inner(
             unsafe { raw::store(addr, $size, $v) }
         }};
     }
+    // Return from the innermost subprogram frame of this invocation to its caller.
+    macro_rules! ret_from_subprog {
+        () => {{
+            nf -= 1;
+            rc.frames_used = frame_base + nf;
+            let f = rc.scratch.frames[frame_base + nf];
+            regs[6..10].copy_from_slice(&f.saved);
+            regs[10] = f.fp;
+            pc = f.ret_pc;
+            rc.depth -= 1;
+        }};
+    }
     macro_rules! jump {
         ($o:expr, $cond:expr) => {{
             if $cond {
@@ -785,13 +797,7 @@ fn exec_inner(
                                 return Err(e);
                             }
                         }
-                        nf -= 1;
-                        rc.frames_used = frame_base + nf;
-                        let f = rc.scratch.frames[frame_base + nf];
-                        regs[6..10].copy_from_slice(&f.saved);
-                        regs[10] = f.fp;
-                        pc = f.ret_pc;
-                        rc.depth -= 1;
+                        ret_from_subprog!();
                     }
                 }
             }
@@ -831,13 +837,7 @@ fn exec_inner(
                     rc.depth = base_depth;
                     return Ok(End::Exit(regs[0]));
                 }
-                nf -= 1;
-                rc.frames_used = frame_base + nf;
-                let f = rc.scratch.frames[frame_base + nf];
-                regs[6..10].copy_from_slice(&f.saved);
-                regs[10] = f.fp;
-                pc = f.ret_pc;
-                rc.depth -= 1;
+                ret_from_subprog!();
             }
             // Explicit arms at both ends of the byte range let the dispatch table cover
             // every code (no range check per instruction).

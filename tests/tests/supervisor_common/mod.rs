@@ -246,3 +246,27 @@ pub fn stdout_ok(out: &Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Assert that a client printed the same lines under bpftime-run (`ours`) as
+/// natively (`native`): one message with every differing line, and the daemon's
+/// log when a `Daemon` is given.
+#[allow(dead_code)]
+pub fn assert_same_lines(native: &str, ours: &str, d: Option<&Daemon>) {
+    let diffs: Vec<String> = native
+        .lines()
+        .zip(ours.lines())
+        .filter(|(k, b)| k != b)
+        .map(|(k, b)| format!("kernel: {k}\nbpftime: {b}"))
+        .collect();
+    let log = d.map(|d| d.log()).unwrap_or_default();
+    assert_eq!(
+        native.lines().count(),
+        ours.lines().count(),
+        "case count differs:\nkernel:\n{native}\nbpftime:\n{ours}\ndaemon log:\n{log}"
+    );
+    assert!(
+        diffs.is_empty(),
+        "mismatches:\n{}\ndaemon log:\n{log}",
+        diffs.join("\n")
+    );
+}
