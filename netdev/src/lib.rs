@@ -104,7 +104,7 @@ mod vmprog;
 mod worker;
 mod xsk;
 
-pub use vmprog::{VmProgram, WorkerHost};
+pub use vmprog::{TraceSink, VmProgram, WorkerHost};
 use worker::{ProgSlot, QueueCounters, Worker};
 
 /// A program the data plane runs on each frame.

@@ -7,13 +7,25 @@ use bpftime_vm::run::{HostEnv, NoHost, RedirectInfo, XdpCtx};
 
 use crate::{netns, XdpProgram};
 
+/// Where `bpf_trace_printk` output goes (the daemon's trace pipe); called in the
+/// thread that ran the program.
+pub type TraceSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The host services a data-plane worker offers a program: answered in the
 /// worker's thread, hence in the interface's network namespace.
-pub struct WorkerHost;
+#[derive(Default)]
+pub struct WorkerHost {
+    pub trace: Option<TraceSink>,
+}
 
 impl HostEnv for WorkerHost {
     fn mtu(&self, ifindex: u32) -> Option<u32> {
         netns::mtu(ifindex)
+    }
+    fn trace_printk(&self, msg: &str) {
+        if let Some(t) = &self.trace {
+            t(msg);
+        }
     }
 }
 
@@ -28,7 +40,14 @@ impl VmProgram {
     pub fn new(prog: Arc<Program>) -> Self {
         VmProgram {
             prog,
-            host: Arc::new(WorkerHost),
+            host: Arc::new(WorkerHost::default()),
+        }
+    }
+    /// `prog` with the worker host and `trace` for `bpf_trace_printk`.
+    pub fn with_trace(prog: Arc<Program>, trace: Option<TraceSink>) -> Self {
+        VmProgram {
+            prog,
+            host: Arc::new(WorkerHost { trace }),
         }
     }
     pub fn with_host(prog: Arc<Program>, host: Arc<dyn HostEnv>) -> Self {

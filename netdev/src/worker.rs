@@ -316,7 +316,7 @@ impl Worker {
                         hard_start: hard,
                         frame_end: hard + FRAME_SIZE as u64 - XDP_TAILROOM as u64,
                     };
-                    let r = p.run_xdp(&mut ctx, cpu, &WorkerHost);
+                    let r = p.run_xdp(&mut ctx, cpu, &WorkerHost::default());
                     let end = hard + FRAME_SIZE as u64;
                     let sane = hard <= ctx.data && ctx.data <= ctx.data_end && ctx.data_end <= end;
                     match r.verdict {

@@ -151,9 +151,7 @@ impl netlink::XdpBackend for Backend<'_, '_> {
                     .unwrap()
                     .by_id(Kind::Prog, p.id)
                     .ok_or(XdpError::bare(libc::EINVAL))?;
-                let program: Arc<dyn bpftime_netdev::XdpProgram> = Arc::new(
-                    bpftime_netdev::VmProgram::new(obj.as_prog().unwrap().prog.vm.clone()),
-                );
+                let program = d.dataplane_program(obj.as_prog().unwrap().prog.vm.clone());
                 let id = match &old {
                     Some((id, _)) => {
                         d.dataplane

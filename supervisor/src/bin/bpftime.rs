@@ -1,4 +1,5 @@
-//! `bpftime`: the daemon (`bpftime daemon`), `bpftime status [--json]`, `bpftime stop`.
+//! `bpftime`: the daemon (`bpftime daemon`), `bpftime status [--json]`, `bpftime stop`,
+//! `bpftime tracelog` (the `bpf_trace_printk` output, as `bpftool prog tracelog`).
 
 use std::path::PathBuf;
 
@@ -40,6 +41,9 @@ enum Cmd {
     },
     /// Stop the daemon (clean shutdown).
     Stop,
+    /// Print `bpf_trace_printk` output as it comes (the daemon's trace pipe, as
+    /// `bpftool prog tracelog` reads the kernel's). Reading consumes; Ctrl-C stops.
+    Tracelog,
 }
 
 fn main() {
@@ -59,10 +63,28 @@ fn main() {
         }
         Cmd::Status { json } => status(&socket, json),
         Cmd::Stop => stop(&socket),
+        Cmd::Tracelog => tracelog(&socket),
     };
     if let Err(e) = r {
         eprintln!("bpftime: {e:#}");
         std::process::exit(1);
+    }
+}
+
+fn tracelog(socket: &std::path::Path) -> anyhow::Result<()> {
+    let dir = socket.parent().unwrap_or(std::path::Path::new("/"));
+    let path = dir.join(bpftime_supervisor::daemon::trace_pipe::NAME);
+    let mut pipe = std::fs::File::open(&path)
+        .with_context(|| format!("opening {} (is the daemon running?)", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = std::io::Read::read(&mut pipe, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        std::io::Write::write_all(&mut out, &buf[..n])?;
+        std::io::Write::flush(&mut out)?;
     }
 }
 

@@ -37,10 +37,8 @@ const XDP_FLAGS_HW_MODE: u32 = 8;
 const XDP_FLAGS_MODES: u32 = XDP_FLAGS_SKB_MODE | XDP_FLAGS_DRV_MODE | XDP_FLAGS_HW_MODE;
 const BPF_F_REPLACE: u32 = 4;
 
-fn vm_program(prog: &Object) -> Arc<dyn bpftime_netdev::XdpProgram> {
-    Arc::new(bpftime_netdev::VmProgram::new(
-        prog.as_prog().unwrap().prog.vm.clone(),
-    ))
+fn vm_program(d: &crate::daemon::Daemon, prog: &Object) -> Arc<dyn bpftime_netdev::XdpProgram> {
+    d.dataplane_program(prog.as_prog().unwrap().prog.vm.clone())
 }
 
 /// Whether `ifindex` exists in the network namespace at `netns`, and what its driver
@@ -166,7 +164,7 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         netns: Some(netns),
         ifindex,
         mode: dp_mode,
-        program: vm_program(&prog),
+        program: vm_program(call.daemon, &prog),
         queues: None,
         cpu_pinning: false,
     };
@@ -241,7 +239,7 @@ pub fn link_update(call: &Call<'_>, a: &Attr) -> Reply {
         };
         call.daemon
             .dataplane
-            .replace(id, vm_program(&new))
+            .replace(id, vm_program(call.daemon, &new))
             .map_err(|e| e.errno())?;
         // What netlink queries report follows the link's program.
         let ifindex = l.ifindex.load(Ordering::Relaxed);

@@ -89,6 +89,49 @@ fn run(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
     err
 }
 
+/// What a test run's program may ask of the host: `bpf_trace_printk` lines go to
+/// the trace pipe, shown as printed by the calling process (the kernel runs the
+/// program in the caller's context).
+struct TestRunHost<'a> {
+    pipe: Option<&'a crate::daemon::trace_pipe::TracePipe>,
+    comm: String,
+    pid: u32,
+}
+
+impl<'a> TestRunHost<'a> {
+    fn new(call: &'a Call<'_>) -> Self {
+        let pipe = call.daemon.trace.as_deref();
+        let pid = call.tid();
+        let comm = match pipe {
+            Some(_) => crate::daemon::trace_pipe::comm_of(pid),
+            None => String::new(),
+        };
+        TestRunHost { pipe, comm, pid }
+    }
+}
+
+impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
+    fn trace_printk(&self, msg: &str) {
+        if let Some(p) = self.pipe {
+            let task = crate::daemon::trace_pipe::Task {
+                comm: &self.comm,
+                pid: self.pid,
+            };
+            p.print(&task, msg);
+        }
+    }
+}
+
+/// Trace output of a live-frames test run: lines shown as printed by the caller.
+fn caller_trace(call: &Call<'_>) -> Option<bpftime_netdev::TraceSink> {
+    let pipe = call.daemon.trace.clone()?;
+    let pid = call.tid();
+    let comm = crate::daemon::trace_pipe::comm_of(pid);
+    Some(std::sync::Arc::new(move |msg: &str| {
+        pipe.print(&crate::daemon::trace_pipe::Task { comm: &comm, pid }, msg)
+    }))
+}
+
 /// Adapter to the vm's test run.
 fn vm_test_run(
     call: &Call<'_>,
@@ -98,7 +141,7 @@ fn vm_test_run(
     repeat: u32,
 ) -> Result<TestOut, i32> {
     let p = &obj.as_prog().unwrap().prog.vm;
-    let host = bpftime_vm::run::NoHost;
+    let host = TestRunHost::new(call);
     let out = match obj.as_prog().unwrap().prog.prog_type {
         super::prog_load::prog_type::XDP => {
             if let Some(c) = &ctx {
@@ -221,6 +264,9 @@ fn live(call: &Call<'_>, obj: &crate::registry::Object, a: &Attr) -> Result<(), 
     let repeat = a.u32(32).max(1);
     let vm = prog.vm.clone();
     let orig = data.clone();
+    let host = bpftime_netdev::WorkerHost {
+        trace: caller_trace(call),
+    };
     let counts = std::thread::spawn(move || -> Result<bpftime_netdev::live::LiveCounts, i32> {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e as i32)?;
         // Without ctx the frame arrives on the namespace's loopback (ifindex 1).
@@ -231,16 +277,8 @@ fn live(call: &Call<'_>, obj: &crate::registry::Object, a: &Attr) -> Result<(), 
         if rxq != 0 && rxq >= bpftime_netdev::netns::rx_queues(&name) {
             return Err(libc::EINVAL);
         }
-        bpftime_netdev::live::run_live(
-            &vm,
-            &bpftime_netdev::WorkerHost,
-            &data,
-            meta,
-            ifindex,
-            rxq,
-            repeat,
-        )
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
+        bpftime_netdev::live::run_live(&vm, &host, &data, meta, ifindex, rxq, repeat)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
     })
     .join()
     .map_err(|_| libc::EFAULT)??;

@@ -4,6 +4,7 @@
 pub mod notify;
 pub mod status;
 pub mod store;
+pub mod trace_pipe;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -58,6 +59,8 @@ pub struct Daemon {
     pub nl: crate::nl::NlState,
     /// A weak reference to itself (for stores of new bpffs instances).
     pub me: OnceLock<std::sync::Weak<Daemon>>,
+    /// Where `bpf_trace_printk` lines go (None: the FIFO could not be made).
+    pub trace: Option<Arc<trace_pipe::TracePipe>>,
 }
 
 /// Options of `bpftime daemon`.
@@ -176,6 +179,13 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
+    let trace = match trace_pipe::TracePipe::create(socket.parent().unwrap_or(Path::new("/"))) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) => {
+            tracing::warn!(error = %e, "no trace pipe: bpf_trace_printk goes to the log only");
+            None
+        }
+    };
     info!(socket = %socket.display(), bpffs = %bpffs.display(), "daemon up");
     let d = Arc::new(Daemon {
         registry: Mutex::new(Registry::default()),
@@ -193,6 +203,7 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
         me: OnceLock::new(),
         dataplane: bpftime_netdev::Dataplane::new(),
         nl: Default::default(),
+        trace,
     });
     let _ = d.me.set(Arc::downgrade(&d));
     mount_bpffs(&d, &bpffs)?;
@@ -338,6 +349,26 @@ impl Daemon {
                 crate::nl::link_detached(&self.nl, l.netns_ino, ifindex, l.drv);
             }
         }
+    }
+
+    /// The data plane's `bpf_trace_printk` output: lines of the trace pipe, shown as
+    /// printed by the worker thread that ran the program.
+    pub fn trace_sink(&self) -> Option<bpftime_netdev::TraceSink> {
+        let pipe = self.trace.clone()?;
+        Some(Arc::new(move |msg: &str| {
+            let me = std::thread::current();
+            let comm = me.name().unwrap_or("bpftime-dp");
+            let pid = nix::unistd::gettid().as_raw() as u32;
+            pipe.print(&trace_pipe::Task { comm, pid }, msg);
+        }))
+    }
+
+    /// A data-plane program for `vm`, its trace output going to the trace pipe.
+    pub fn dataplane_program(
+        &self,
+        vm: Arc<bpftime_vm::program::Program>,
+    ) -> Arc<dyn bpftime_netdev::XdpProgram> {
+        Arc::new(bpftime_netdev::VmProgram::with_trace(vm, self.trace_sink()))
     }
 
     pub fn self_weak(&self) -> std::sync::Weak<Daemon> {

@@ -195,7 +195,8 @@ static TABLE: &[HelperSpec] = &[
         id::TRACE_PRINTK,
         "trace_printk",
         trace::trace_printk,
-        [Mem, S, A, A, A],
+        // The kernel's proto declares two arguments: r3..r5 may be uninitialized.
+        [Mem, S, N, N, N],
         true
     ),
     h!(

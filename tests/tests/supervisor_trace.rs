@@ -1,0 +1,157 @@
+//! `bpf_trace_printk` output: the same C client (BPF_PROG_TEST_RUN of a program
+//! printing "hi 42\n" and "no newline 7") natively, read from the kernel's
+//! /sys/kernel/tracing/trace_pipe, and under bpftime-run, read from the daemon's
+//! trace pipe and through `bpftime tracelog`: the lines have the kernel's layout
+//! (task name and pid of the caller, CPU, flags, timestamp, event, message, the
+//! message's own newline kept).
+
+#[path = "supervisor_common/mod.rs"]
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bpftime_tests::privilege::{require, Need};
+use common::*;
+
+/// Read `path` (non-blocking) until `done` says so or 5 s pass.
+fn read_until(path: &Path, done: impl Fn(&str) -> bool) -> String {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 8192];
+    while t0.elapsed() < Duration::from_secs(5) && !done(&String::from_utf8_lossy(&out)) {
+        match f.read(&mut buf) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The lines of `pid` (and the blank line a message's own newline makes), with
+/// the fields that differ between runs (CPU, flags, timestamp) blanked.
+fn lines_of(out: &str, pid: u32) -> Vec<String> {
+    let tag = format!("-{pid:<7} [");
+    let mut v = Vec::new();
+    let mut after_ours = false;
+    for l in out.lines() {
+        if l.contains(&tag) {
+            let (head, msg) = l.split_once(": bpf_trace_printk: ").expect("event name");
+            // "<comm:>16>-<pid:<7> [ccc] fffff sssss.uuuuuu"
+            let at = head.find(&tag).unwrap();
+            assert_eq!(at, 16, "comm right-aligned in 16 columns: {l:?}");
+            let rest = &head[at + tag.len()..];
+            let ok = rest.len() >= 4 + 6 + 1 + 12
+                && rest[..3].bytes().all(|b| b.is_ascii_digit())
+                && &rest[3..5] == "] "
+                && rest[rest.len() - 7..].starts_with('.');
+            assert!(ok, "layout of {l:?}");
+            v.push(format!(
+                "{}{tag}CPU] FLAGS TIME: bpf_trace_printk: {msg}",
+                &head[..at]
+            ));
+            after_ours = true;
+        } else if after_ours && l.is_empty() {
+            v.push(String::new());
+        } else {
+            after_ours = false;
+        }
+    }
+    v
+}
+
+fn pid_of(client_out: &str) -> u32 {
+    client_out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("client output {client_out:?}"))
+}
+
+#[test]
+fn trace_printk_lines_like_the_kernels() {
+    if !require(&[Need::Root, Need::Bpf]) {
+        return;
+    }
+    let tmp = TempDir::new("trace");
+    let client = gcc(tmp.path(), "sv_trace.c", "sv_trace", false, &[]);
+    let c = client.to_str().unwrap();
+
+    // The kernel's trace pipe (tracefs mounted if it is not yet).
+    let kpipe = Path::new("/sys/kernel/tracing/trace_pipe");
+    if !kpipe.exists() {
+        let st = Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot mount tracefs");
+    }
+    let native = stdout_ok(&Command::new(c).output().unwrap(), "native client");
+    assert!(native.contains("run 0 retval 2"), "{native}");
+    let kpid = pid_of(&native);
+    let kout = read_until(kpipe, |s| {
+        s.contains(&format!("-{kpid:<7} [")) && s.contains("no newline 7")
+    });
+    let kernel = lines_of(&kout, kpid);
+    assert_eq!(kernel.len(), 3, "kernel trace lines:\n{kout}");
+
+    let d = Daemon::start();
+    let pipe = d.dir.path().join("trace_pipe");
+    let ours_out = stdout_ok(&d.run(&[c]), "client under bpftime-run");
+    assert!(ours_out.contains("run 0 retval 2"), "{ours_out}");
+    let opid = pid_of(&ours_out);
+    let oout = read_until(&pipe, |s| s.contains("no newline 7"));
+    let ours = lines_of(&oout, opid);
+    let norm = |v: &[String], pid: u32| -> Vec<String> {
+        v.iter()
+            .map(|l| l.replace(&format!("-{pid:<7} ["), "-PID     ["))
+            .collect()
+    };
+    assert_eq!(
+        norm(&ours, opid),
+        norm(&kernel, kpid),
+        "kernel:\n{kout}\nbpftime:\n{oout}\ndaemon log:\n{}",
+        d.log()
+    );
+
+    // `bpftime tracelog` streams the same lines.
+    let mut tl = Command::new(bin("bpftime"))
+        .args(["--socket", d.socket.to_str().unwrap(), "tracelog"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let again = stdout_ok(&d.run(&[c]), "client under bpftime-run");
+    let pid2 = pid_of(&again);
+    let mut stdout = tl.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("no newline 7") {
+            match stdout.read(&mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let t0 = Instant::now();
+    while !reader.is_finished() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = tl.kill();
+    let _ = tl.wait();
+    let got = reader.join().unwrap();
+    assert_eq!(
+        norm(&lines_of(&got, pid2), pid2),
+        norm(&kernel, kpid),
+        "bpftime tracelog printed:\n{got}"
+    );
+}
