@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bpftime_tests::netns::VethPair;
 use bpftime_tests::privilege::{require, Need};
 use common::*;
 
@@ -153,5 +154,114 @@ fn trace_printk_lines_like_the_kernels() {
         norm(&lines_of(&got, pid2), pid2),
         norm(&kernel, kpid),
         "bpftime tracelog printed:\n{got}"
+    );
+}
+
+/// The messages of `bpf_printk` lines in `out` (the task columns differ by design in
+/// the data plane: the kernel shows the task the softirq interrupted, bpftime the
+/// worker thread).
+fn messages(out: &str, needle: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split_once(": bpf_trace_printk: ").map(|(_, m)| m))
+        .filter(|m| m.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A program attached with `ip link` prints on every ICMP echo request that reaches
+/// it: the same messages in the kernel's trace pipe and in bpftime's.
+#[test]
+fn data_plane_trace_printk_like_the_kernel() {
+    if !require(&[Need::Root, Need::Bpf, Need::Clang, Need::Netns]) {
+        return;
+    }
+    let tmp = TempDir::new("trace-dp");
+    let obj = clang_bpf(tmp.path(), "sv_trace.bpf.c", "sv_trace.bpf.o");
+    let obj = obj.to_str().unwrap();
+    let pair = VethPair::new("sv_tr").unwrap();
+    pair.wait_up(Duration::from_secs(5)).unwrap();
+    let dev = pair.if_b.as_str();
+    let ip_b = pair.ip_b.to_string();
+    let ping = || {
+        let out = pair
+            .a
+            .command("ping", &["-c", "3", "-i", "0.2", "-W", "1", &ip_b])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ping failed");
+    };
+    let kpipe = Path::new("/sys/kernel/tracing/trace_pipe");
+    if !kpipe.exists() {
+        let st = Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot mount tracefs");
+    }
+    // Drain what earlier tests left in the kernel's pipe.
+    read_until(kpipe, |_| false);
+
+    let set = |ip: &dyn Fn(&[&str]) -> std::process::Output, args: &[&str]| {
+        let out = ip(args);
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    };
+    let native = |args: &[&str]| pair.b.command("ip", args).output().unwrap();
+    set(
+        &native,
+        &[
+            "link",
+            "set",
+            "dev",
+            dev,
+            "xdpgeneric",
+            "obj",
+            obj,
+            "sec",
+            "xdp",
+        ],
+    );
+    ping();
+    let kout = read_until(kpipe, |s| messages(s, "icmp echo").len() >= 3);
+    set(&native, &["link", "set", "dev", dev, "xdpgeneric", "off"]);
+    let kernel = messages(&kout, "icmp echo");
+    assert_eq!(kernel.len(), 3, "kernel trace:\n{kout}");
+    assert!(kernel[0].starts_with("icmp echo len 98 seq "), "{kernel:?}");
+
+    let d = Daemon::start();
+    let run = bin("bpftime-run");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let ours_ip = |args: &[&str]| {
+        let mut all = vec!["--socket", sock.as_str(), "--", "ip"];
+        all.extend_from_slice(args);
+        pair.b
+            .command(run.to_str().unwrap(), &all)
+            .output()
+            .unwrap()
+    };
+    set(
+        &ours_ip,
+        &[
+            "link",
+            "set",
+            "dev",
+            dev,
+            "xdpgeneric",
+            "obj",
+            obj,
+            "sec",
+            "xdp",
+        ],
+    );
+    ping();
+    let pipe = d.dir.path().join("trace_pipe");
+    let oout = read_until(&pipe, |s| messages(s, "icmp echo").len() >= 3);
+    set(&ours_ip, &["link", "set", "dev", dev, "xdpgeneric", "off"]);
+    let ours = messages(&oout, "icmp echo");
+    // Sequence numbers start at 1 in both runs.
+    assert_eq!(
+        ours,
+        kernel,
+        "bpftime trace:\n{oout}\ndaemon log:\n{}",
+        d.log()
     );
 }
