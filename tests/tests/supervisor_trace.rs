@@ -37,6 +37,17 @@ fn read_until(path: &Path, done: impl Fn(&str) -> bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Read `path` (non-blocking) until it is empty.
+fn drain(path: &Path) {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut buf = [0u8; 8192];
+    while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+}
+
 /// The lines of `pid` (and the blank line a message's own newline makes), with
 /// the fields that differ between runs (CPU, flags, timestamp) blanked.
 fn lines_of(out: &str, pid: u32) -> Vec<String> {
@@ -77,11 +88,18 @@ fn pid_of(client_out: &str) -> u32 {
         .unwrap_or_else(|| panic!("client output {client_out:?}"))
 }
 
+/// One test: the kernel's trace_pipe has one reader at a time and reading consumes,
+/// so the two cases must not run in parallel processes.
 #[test]
-fn trace_printk_lines_like_the_kernels() {
-    if !require(&[Need::Root, Need::Bpf]) {
+fn trace_pipe_like_the_kernels() {
+    if !require(&[Need::Root, Need::Bpf, Need::Clang, Need::Netns]) {
         return;
     }
+    test_run_lines();
+    data_plane_messages();
+}
+
+fn test_run_lines() {
     let tmp = TempDir::new("trace");
     let client = gcc(tmp.path(), "sv_trace.c", "sv_trace", false, &[]);
     let c = client.to_str().unwrap();
@@ -170,11 +188,7 @@ fn messages(out: &str, needle: &str) -> Vec<String> {
 
 /// A program attached with `ip link` prints on every ICMP echo request that reaches
 /// it: the same messages in the kernel's trace pipe and in bpftime's.
-#[test]
-fn data_plane_trace_printk_like_the_kernel() {
-    if !require(&[Need::Root, Need::Bpf, Need::Clang, Need::Netns]) {
-        return;
-    }
+fn data_plane_messages() {
     let tmp = TempDir::new("trace-dp");
     let obj = clang_bpf(tmp.path(), "sv_trace.bpf.c", "sv_trace.bpf.o");
     let obj = obj.to_str().unwrap();
@@ -198,8 +212,8 @@ fn data_plane_trace_printk_like_the_kernel() {
             .unwrap();
         assert!(st.success(), "cannot mount tracefs");
     }
-    // Drain what earlier tests left in the kernel's pipe.
-    read_until(kpipe, |_| false);
+    // Drain what earlier runs left in the kernel's pipe.
+    drain(kpipe);
 
     let set = |ip: &dyn Fn(&[&str]) -> std::process::Output, args: &[&str]| {
         let out = ip(args);
