@@ -88,7 +88,11 @@ pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Resu
         exit: 0,
         cache_start: 0,
         cache_len: 0,
-        cpu_slot: (rc.cpu() as usize % crate::maps::possible_cpus()) as u64,
+        cpu_slot: {
+            // No division on the usual path (a worker's CPU slot is below the count).
+            let (c, n) = (rc.cpu() as usize, crate::maps::possible_cpus());
+            (if c < n { c } else { c % n }) as u64
+        },
         guard: std::ptr::null(),
         fault: None,
         tail: None,
