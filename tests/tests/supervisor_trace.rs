@@ -173,6 +173,18 @@ fn test_run_lines() {
         norm(&kernel, kpid),
         "bpftime tracelog printed:\n{got}"
     );
+
+    // `bpftime stop` removes the FIFO with the socket.
+    let st = Command::new(bin("bpftime"))
+        .args(["--socket", d.socket.to_str().unwrap(), "stop"])
+        .output()
+        .unwrap();
+    stdout_ok(&st, "bpftime stop");
+    let t0 = Instant::now();
+    while pipe.exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!pipe.exists(), "trace pipe left after stop");
 }
 
 /// The messages of `bpf_printk` lines in `out` (the task columns differ by design in

@@ -296,6 +296,9 @@ fn serve_conn(d: Arc<Daemon>, conn: UnixStream) -> anyhow::Result<()> {
 /// Clean shutdown: unmount the bpffs, remove the socket, exit.
 fn shutdown(d: &Daemon) -> ! {
     let _ = std::fs::remove_file(&d.socket);
+    if let Some(t) = &d.trace {
+        let _ = std::fs::remove_file(t.path());
+    }
     for (id, _) in d.dataplane.list() {
         let _ = d.dataplane.detach(id);
     }
