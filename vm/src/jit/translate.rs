@@ -616,8 +616,16 @@ impl T<'_, '_> {
         self.budget_out();
         let call = self.b.ins().call_indirect(s, f, &args);
         self.cache_in();
-        // Helpers (adjust_head/meta/tail, callbacks) may move the packet.
-        self.pkt_in();
+        // Helpers that may move the packet (the kernel's bpf_helper_changes_pkt_data:
+        // adjust_head/meta/tail; also callbacks, a tail call run from a subprogram,
+        // and a callx whose helper is not known here) make us reload its bounds.
+        let id = match o.code {
+            0x85 => self.prog.helper_ids.get(o.imm as usize).copied(),
+            _ => None,
+        };
+        if id.is_none_or(|id| matches!(id, 12 | 44 | 54 | 65 | 164 | 181)) {
+            self.pkt_in();
+        }
         let r0 = self.b.inst_results(call)[0];
         self.set(0, r0);
         self.budget_in();
