@@ -131,6 +131,7 @@ pub(crate) fn compile(prog: &Program) -> Option<Compiled> {
 
 /// Run compiled code as the outermost invocation of the current program of `rc`,
 /// with r1..r5 = `args` (the interpreter's `exec(.., 0, args, top = true)`).
+#[inline]
 pub(crate) fn exec(code: &Compiled, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Result<End, Fault> {
     runtime::run(code.code.ptr(), rc, args)
 }

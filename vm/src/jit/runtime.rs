@@ -78,6 +78,7 @@ pub(crate) mod kind {
     pub const INVALID: u64 = 8;
 }
 
+#[inline]
 pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Result<End, Fault> {
     let mut env = JitEnv {
         rc: std::ptr::null_mut(),
