@@ -96,6 +96,7 @@ use arc_swap::ArcSwap;
 pub use bpftime_vm::run::{RedirectInfo, XdpCtx};
 
 mod cpu;
+pub mod fib;
 pub mod live;
 pub mod netns;
 pub mod stub;

@@ -27,6 +27,21 @@ impl HostEnv for WorkerHost {
             t(msg);
         }
     }
+    fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
+        // One rtnetlink socket per worker thread, made in the thread's (the
+        // interface's) network namespace on first use.
+        thread_local! {
+            static RTNL: std::cell::RefCell<Option<crate::fib::Rtnl>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        RTNL.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.is_none() {
+                *r = crate::fib::Rtnl::open().ok();
+            }
+            r.as_mut().map(|r| r.fib_lookup(params, flags))
+        })
+    }
 }
 
 /// A loaded VM program with the host it runs against.

@@ -96,6 +96,9 @@ struct TestRunHost<'a> {
     pipe: Option<&'a crate::daemon::trace_pipe::TracePipe>,
     comm: String,
     pid: u32,
+    /// The caller's network namespace (bpf_fib_lookup answers from its tables).
+    netns: std::path::PathBuf,
+    rtnl: std::sync::Mutex<Option<bpftime_netdev::fib::Rtnl>>,
 }
 
 impl<'a> TestRunHost<'a> {
@@ -106,11 +109,35 @@ impl<'a> TestRunHost<'a> {
             Some(_) => crate::daemon::trace_pipe::comm_of(pid),
             None => String::new(),
         };
-        TestRunHost { pipe, comm, pid }
+        TestRunHost {
+            pipe,
+            comm,
+            pid,
+            netns: call.proc_path("ns/net"),
+            rtnl: Default::default(),
+        }
     }
 }
 
 impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
+    fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
+        let mut r = self.rtnl.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            // The socket is made by a thread that joined the caller's namespace.
+            let ns = self.netns.clone();
+            *r = std::thread::scope(|s| {
+                s.spawn(move || {
+                    bpftime_netdev::netns::enter(&ns).ok()?;
+                    bpftime_netdev::fib::Rtnl::open().ok()
+                })
+                .join()
+                .ok()
+                .flatten()
+            });
+        }
+        r.as_mut().map(|r| r.fib_lookup(params, flags))
+    }
+
     fn trace_printk(&self, msg: &str) {
         if let Some(p) = self.pipe {
             let task = crate::daemon::trace_pipe::Task {
