@@ -600,3 +600,33 @@ impl Rtnl {
         ret::SUCCESS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert!(prefix_holds(&[10, 92, 0, 0], 24, &[10, 92, 0, 5]));
+        assert!(!prefix_holds(&[10, 92, 0, 0], 24, &[10, 93, 0, 5]));
+        assert!(prefix_holds(&[10, 0, 0, 0], 9, &[10, 127, 1, 1]));
+        assert!(!prefix_holds(&[10, 0, 0, 0], 9, &[10, 128, 1, 1]));
+        assert!(prefix_holds(&[0; 4], 0, &[8, 8, 8, 8]));
+        assert!(prefix_holds(&[1, 2, 3, 4], 32, &[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn attributes_round_trip() {
+        let mut b = Vec::new();
+        put_attr(&mut b, RTA_OIF, &7u32.to_ne_bytes());
+        put_attr(&mut b, RTA_GATEWAY, &[10, 77, 0, 2]);
+        put_attr(&mut b, RTA_DST, &[1, 2, 3]);
+        let a = attrs(&b);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0], (RTA_OIF, &7u32.to_ne_bytes()[..]));
+        assert_eq!(a[1], (RTA_GATEWAY, &[10u8, 77, 0, 2][..]));
+        assert_eq!(a[2], (RTA_DST, &[1u8, 2, 3][..]));
+        // A truncated attribute ends the list instead of reading past the buffer.
+        assert_eq!(attrs(&b[..b.len() - 2]).len(), 2);
+    }
+}
