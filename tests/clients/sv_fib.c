@@ -68,8 +68,85 @@ int main(int argc, char **argv)
 		perror("load");
 		return 1;
 	}
+	/* The bpf_check_mtu program: ifindex, mtu_len, len_diff, flags from the packet;
+	 * returns the result, writes mtu_len back. */
+	struct bpf_insn q[48];
+	int m = 0;
+#define Q(c, d, s, o, im) q[m++] = (struct bpf_insn){c, d, s, o, im}
+	Q(0xbf, 6, 1, 0, 0);
+	Q(0x61, 9, 6, 0, 0);
+	Q(0x61, 3, 6, 4, 0);
+	Q(0xbf, 4, 9, 0, 0);
+	Q(0x07, 4, 0, 0, 16);
+	int k1 = m;
+	Q(0x2d, 4, 3, 0, 0);
+	Q(0x61, 7, 9, 0, 0);
+	Q(0x61, 8, 9, 4, 0);
+	Q(0x63, 10, 8, -4, 0);
+	Q(0x61, 4, 9, 8, 0);
+	Q(0x61, 5, 9, 12, 0);
+	Q(0xbf, 1, 6, 0, 0);
+	Q(0xbf, 2, 7, 0, 0);
+	Q(0xbf, 3, 10, 0, 0);
+	Q(0x07, 3, 0, 0, -4);
+	Q(0x85, 0, 0, 0, 163);
+	Q(0xbf, 8, 0, 0, 0);
+	Q(0x61, 9, 6, 0, 0);
+	Q(0x61, 3, 6, 4, 0);
+	Q(0xbf, 4, 9, 0, 0);
+	Q(0x07, 4, 0, 0, 16);
+	int k2 = m;
+	Q(0x2d, 4, 3, 0, 0);
+	Q(0x61, 1, 10, -4, 0);
+	Q(0x63, 9, 1, 4, 0);
+	Q(0xbf, 0, 8, 0, 0);
+	Q(0x95, 0, 0, 0, 0);
+	int qout = m;
+	Q(0xb7, 0, 0, 0, 999);
+	Q(0x95, 0, 0, 0, 0);
+	q[k1].off = qout - k1 - 1;
+	q[k2].off = qout - k2 - 1;
+	memset(&a, 0, sizeof(a));
+	a.prog_type = BPF_PROG_TYPE_XDP;
+	a.insns = (unsigned long)q;
+	a.insn_cnt = m;
+	a.license = (unsigned long)"GPL";
+	int mfd = sys(BPF_PROG_LOAD, &a);
+	if (mfd < 0) {
+		perror("load check_mtu");
+		return 1;
+	}
+
 	for (int c = 1; c < argc; c++) {
 		char buf[256], *f[7];
+		if (!strncmp(argv[c], "mtu,", 4)) {
+			/* "mtu,ifname,mtu_len,len_diff,flags" */
+			int nf = 0;
+			snprintf(buf, sizeof(buf), "%s", argv[c] + 4);
+			for (char *t = strtok(buf, ","); t && nf < 4; t = strtok(NULL, ","))
+				f[nf++] = t;
+			if (nf != 4)
+				return 1;
+			unsigned char pkt[80] = {0}, outp[80];
+			unsigned v[4] = {strcmp(f[0], "0") ? if_nametoindex(f[0]) : 0,
+					 strtoul(f[1], NULL, 0), strtol(f[2], NULL, 0),
+					 strtoul(f[3], NULL, 0)};
+			if (!strcmp(f[0], "none"))
+				v[0] = 9999;
+			memcpy(pkt, v, sizeof(v));
+			memset(&a, 0, sizeof(a));
+			a.test.prog_fd = mfd;
+			a.test.data_in = (unsigned long)pkt;
+			a.test.data_size_in = sizeof(pkt);
+			a.test.data_out = (unsigned long)outp;
+			a.test.data_size_out = sizeof(outp);
+			a.test.repeat = 1;
+			long r = sys(BPF_PROG_TEST_RUN, &a);
+			unsigned got;
+			memcpy(&got, outp + 4, 4);
+			printf("%s: run %ld ret %d mtu_len %u\n", argv[c], r, (int)a.test.retval, got);
+			continue;
+		}
 		int nf = 0;
 		snprintf(buf, sizeof(buf), "%s", argv[c]);
 		for (char *t = strtok(buf, ","); t && nf < 7; t = strtok(NULL, ","))

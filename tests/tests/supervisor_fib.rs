@@ -3,8 +3,8 @@
 //! and without a neighbour, blackhole/unreachable/prohibit, route MTU, preferred
 //! source and metric, local destinations, table lookups, no route, unknown
 //! interface; flags SKIP_NEIGH, SRC, OUTPUT, DIRECT|TBID) in a namespace with those
-//! routes, first with forwarding off, then on. Natively and under bpftime-run the
-//! results and the returned structs are equal.
+//! routes, first with forwarding off, then on; and `bpf_check_mtu` cases. Natively
+//! and under bpftime-run the results and the returned structs are equal.
 
 #[path = "supervisor_common/mod.rs"]
 mod common;
@@ -80,6 +80,16 @@ fn fib_lookup_like_the_kernel() {
         "6,fd94::1,::,IF,0,1400,0",
         "6,fd94::1,::,IF,0,1200,0",
         "6,fd99::5,::,IF,1,0,0",
+        // bpf_check_mtu: the ingress device (loopback in a test run), a named one,
+        // a length past the MTU, a shrinking delta, an unknown device, bad flags.
+        "mtu,0,0,0,0",
+        "mtu,IF,0,0,0",
+        "mtu,IF,1400,0,0",
+        "mtu,IF,1300,200,0",
+        "mtu,IF,1600,-200,0",
+        "mtu,lo,70000,0,0",
+        "mtu,none,0,0,0",
+        "mtu,IF,0,0,1",
     ]
     .iter()
     .map(|s| s.replace("IF", &ifa))
@@ -109,6 +119,7 @@ fn fib_lookup_like_the_kernel() {
     let off = both("forwarding off");
     assert!(off.contains(" ret 5 "), "kernel answer changed:\n{off}");
     sh("sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1");
+    sh(&format!("ip link set dev {ifa} mtu 1400"));
     let on = both("forwarding on");
     for want in [
         " ret 0 ",

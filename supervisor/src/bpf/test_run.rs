@@ -137,6 +137,19 @@ impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
         }
         r.as_mut().map(|r| r.fib_lookup(params, flags))
     }
+    fn mtu(&self, ifindex: u32) -> Option<u32> {
+        // Answered in the caller's network namespace (a thread that joins it).
+        let ns = self.netns.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                bpftime_netdev::netns::enter(&ns).ok()?;
+                bpftime_netdev::netns::mtu(ifindex)
+            })
+            .join()
+            .ok()
+            .flatten()
+        })
+    }
 
     fn trace_printk(&self, msg: &str) {
         if let Some(p) = self.pipe {
