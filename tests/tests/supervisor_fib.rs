@@ -121,6 +121,10 @@ fn fib_lookup_like_the_kernel() {
     sh("sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1");
     sh(&format!("ip link set dev {ifa} mtu 1400"));
     let on = both("forwarding on");
+    assert!(
+        on.contains("mtu,lo,70000,0,0: run 0 ret 1 mtu_len 65536"),
+        "check_mtu: kernel answer changed:\n{on}"
+    );
     for want in [
         " ret 0 ",
         " ret 1 ",
