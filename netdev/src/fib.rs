@@ -209,13 +209,13 @@ impl Rtnl {
         })
     }
 
-    /// One request; the payload of its reply, or the kernel's errno.
-    fn request(&mut self, ty: u16, body: &[u8]) -> Result<Vec<u8>, i32> {
+    /// Send message `ty` with `flags` and `body` under a new sequence number.
+    fn send(&mut self, ty: u16, flags: u16, body: &[u8]) -> Result<(), i32> {
         self.seq = self.seq.wrapping_add(1);
         let mut msg = Vec::with_capacity(16 + body.len());
         msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
         msg.extend_from_slice(&ty.to_ne_bytes());
-        msg.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        msg.extend_from_slice(&flags.to_ne_bytes());
         msg.extend_from_slice(&self.seq.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes());
         msg.extend_from_slice(body);
@@ -231,90 +231,81 @@ impl Rtnl {
         if n < 0 {
             return Err(libc::EIO);
         }
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            // SAFETY: receives into `buf`, valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            if n < 16 {
-                return Err(libc::EIO);
-            }
-            let b = &buf[..n as usize];
-            let len = (u32_of(b) as usize).min(b.len());
-            let mty = u16::from_ne_bytes([b[4], b[5]]);
-            let seq = u32_of(&b[8..]);
-            if seq != self.seq {
-                continue; // a late reply to an earlier, timed-out request
-            }
-            if mty == NLMSG_ERROR {
-                let e = u32_of(&b[16..]) as i32;
-                return if e == 0 { Ok(Vec::new()) } else { Err(-e) };
-            }
-            return Ok(b[16..len].to_vec());
-        }
+        Ok(())
     }
 
-    /// A dump request: the payloads of every message up to NLMSG_DONE.
-    fn dump(&mut self, ty: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut msg = Vec::with_capacity(16 + body.len());
-        msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-        msg.extend_from_slice(&ty.to_ne_bytes());
-        msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        msg.extend_from_slice(&self.seq.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(body);
-        // SAFETY: sends `msg` (valid for its length) to the kernel.
+    /// Receive one datagram (one or more messages) into `buf`; its length.
+    fn recv(&self, buf: &mut [u8]) -> Result<usize, i32> {
+        // SAFETY: receives into `buf`, valid for its length.
         let n = unsafe {
-            libc::send(
+            libc::recv(
                 self.fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
                 0,
             )
         };
-        if n < 0 {
+        if n < 16 {
             return Err(libc::EIO);
         }
-        let mut out = Vec::new();
+        Ok(n as usize)
+    }
+
+    /// The messages of the current request in the datagrams that follow: `each`
+    /// gets (type, payload) and says whether more are expected. Replies to earlier,
+    /// timed-out requests are skipped.
+    fn replies(&mut self, mut each: impl FnMut(u16, &[u8]) -> bool) -> Result<(), i32> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // SAFETY: receives into `buf`, valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            if n < 16 {
-                return Err(libc::EIO);
-            }
-            let mut b = &buf[..n as usize];
+            let n = self.recv(&mut buf)?;
+            let mut b = &buf[..n];
             while b.len() >= 16 {
                 let len = (u32_of(b) as usize).clamp(16, b.len());
                 let mty = u16::from_ne_bytes([b[4], b[5]]);
-                let seq = u32_of(&b[8..]);
-                if seq == self.seq {
-                    match mty {
-                        NLMSG_DONE => return Ok(out),
-                        NLMSG_ERROR => {
-                            let e = u32_of(&b[16..]) as i32;
-                            return if e == 0 { Ok(out) } else { Err(-e) };
-                        }
-                        _ => out.push(b[16..len].to_vec()),
-                    }
+                if u32_of(&b[8..]) == self.seq && !each(mty, &b[16..len]) {
+                    return Ok(());
                 }
                 b = &b[len.next_multiple_of(4).min(b.len())..];
             }
         }
+    }
+
+    /// One request; the payload of its reply, or the kernel's errno.
+    fn request(&mut self, ty: u16, body: &[u8]) -> Result<Vec<u8>, i32> {
+        self.send(ty, NLM_F_REQUEST, body)?;
+        let mut out = Err(libc::EIO);
+        self.replies(|mty, payload| {
+            out = match mty {
+                NLMSG_ERROR => match u32_of(payload) as i32 {
+                    0 => Ok(Vec::new()),
+                    e => Err(-e),
+                },
+                _ => Ok(payload.to_vec()),
+            };
+            false
+        })?;
+        out
+    }
+
+    /// A dump request: the payloads of every message up to NLMSG_DONE.
+    fn dump(&mut self, ty: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
+        self.send(ty, NLM_F_REQUEST | NLM_F_DUMP, body)?;
+        let (mut out, mut err) = (Vec::new(), 0);
+        self.replies(|mty, payload| match mty {
+            NLMSG_DONE => false,
+            NLMSG_ERROR => {
+                err = -(u32_of(payload) as i32);
+                false
+            }
+            _ => {
+                out.push(payload.to_vec());
+                true
+            }
+        })?;
+        if err != 0 {
+            return Err(err);
+        }
+        Ok(out)
     }
 
     /// The kernel's `fib_table_lookup` in table `table` (BPF_FIB_LOOKUP_DIRECT: no
