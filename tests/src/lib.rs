@@ -7,4 +7,5 @@ pub mod netns;
 pub mod oracle;
 pub mod packets;
 pub mod privilege;
+pub mod sysbpf;
 pub mod vmload;

@@ -490,8 +490,7 @@ fn mount_kernel_bpffs(path: &Path) {
 }
 
 fn bpf(cmd: i32, attr: &mut [u8]) -> i64 {
-    // SAFETY: attr is a valid, initialized buffer of the size passed.
-    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) }
+    bpftime_tests::sysbpf::raw(cmd as u32, attr)
 }
 
 /// Kernel side of the comparison: an ARRAY map (no BTF) pinned at `path`.

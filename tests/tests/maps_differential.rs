@@ -12,74 +12,7 @@ use bpftime_vm::maps::{self, map_type as mt, Map, MapAttr};
 
 // ---------------------------------------------------------------- kernel side
 
-mod kernel {
-    //! Raw bpf(2) for map commands.
-    #![allow(clippy::undocumented_unsafe_blocks)]
-
-    pub const MAP_CREATE: u32 = 0;
-    pub const LOOKUP: u32 = 1;
-    pub const UPDATE: u32 = 2;
-    pub const DELETE: u32 = 3;
-    pub const NEXT_KEY: u32 = 4;
-    pub const LOOKUP_AND_DELETE: u32 = 21;
-    pub const FREEZE: u32 = 22;
-    pub const LOOKUP_BATCH: u32 = 24;
-    pub const LOOKUP_AND_DELETE_BATCH: u32 = 25;
-    pub const UPDATE_BATCH: u32 = 26;
-    pub const DELETE_BATCH: u32 = 27;
-
-    #[repr(C, align(8))]
-    pub struct Attr(pub [u8; 128]);
-
-    impl Attr {
-        pub fn new() -> Self {
-            Attr([0; 128])
-        }
-        pub fn u32(&mut self, off: usize, v: u32) -> &mut Self {
-            self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-            self
-        }
-        pub fn u64(&mut self, off: usize, v: u64) -> &mut Self {
-            self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
-            self
-        }
-        pub fn get_u32(&self, off: usize) -> u32 {
-            u32::from_ne_bytes(self.0[off..off + 4].try_into().unwrap())
-        }
-    }
-
-    /// bpf(cmd, attr): Ok(ret) or Err(errno).
-    pub fn bpf(cmd: u32, attr: &mut Attr) -> Result<i64, i32> {
-        // SAFETY: attr is a valid 128-byte buffer; pointers inside point to live buffers.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd as libc::c_long,
-                attr.0.as_mut_ptr(),
-                128usize,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-        } else {
-            Ok(r)
-        }
-    }
-
-    pub fn ptr(b: Option<&[u8]>) -> u64 {
-        b.map_or(0, |b| b.as_ptr() as u64)
-    }
-
-    pub struct Fd(pub i32);
-    impl Drop for Fd {
-        fn drop(&mut self) {
-            // SAFETY: closing our own fd.
-            unsafe { libc::close(self.0) };
-        }
-    }
-}
-
-use kernel::{bpf, ptr, Attr, Fd};
+use bpftime_tests::sysbpf::{self as kernel, bpf, ptr, Attr, Fd};
 
 fn kcreate(a: &MapAttr, inner_fd: u32) -> Result<Fd, i32> {
     let mut at = Attr::new();
@@ -90,7 +23,7 @@ fn kcreate(a: &MapAttr, inner_fd: u32) -> Result<Fd, i32> {
         .u32(16, a.map_flags)
         .u32(20, inner_fd)
         .u32(24, a.numa_node);
-    bpf(kernel::MAP_CREATE, &mut at).map(|fd| Fd(fd as i32))
+    bpf(kernel::cmd::MAP_CREATE, &mut at).map(|fd| Fd(fd as i32))
 }
 
 /// One implementation under test: the kernel (by fd) or bpftime's map.
@@ -135,7 +68,7 @@ fn kelem(cmd: u32, fd: i32, key: Option<&[u8]>, val: u64, flags: u64) -> Result<
 impl Side for K {
     fn lookup(&self, key: Option<&[u8]>, val: &mut [u8], flags: u64) -> Result<(), i32> {
         kelem(
-            kernel::LOOKUP,
+            kernel::cmd::LOOKUP,
             self.fd.0,
             key,
             val.as_mut_ptr() as u64,
@@ -143,14 +76,20 @@ impl Side for K {
         )
     }
     fn update(&self, key: Option<&[u8]>, val: &[u8], flags: u64) -> Result<(), i32> {
-        kelem(kernel::UPDATE, self.fd.0, key, val.as_ptr() as u64, flags)
+        kelem(
+            kernel::cmd::UPDATE,
+            self.fd.0,
+            key,
+            val.as_ptr() as u64,
+            flags,
+        )
     }
     fn delete(&self, key: Option<&[u8]>) -> Result<(), i32> {
-        kelem(kernel::DELETE, self.fd.0, key, 0, 0)
+        kelem(kernel::cmd::DELETE, self.fd.0, key, 0, 0)
     }
     fn next(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), i32> {
         kelem(
-            kernel::NEXT_KEY,
+            kernel::cmd::NEXT_KEY,
             self.fd.0,
             key,
             next.as_mut_ptr() as u64,
@@ -159,7 +98,7 @@ impl Side for K {
     }
     fn lookup_delete(&self, key: Option<&[u8]>, val: &mut [u8], flags: u64) -> Result<(), i32> {
         kelem(
-            kernel::LOOKUP_AND_DELETE,
+            kernel::cmd::LOOKUP_AND_DELETE,
             self.fd.0,
             key,
             val.as_mut_ptr() as u64,
@@ -167,7 +106,7 @@ impl Side for K {
         )
     }
     fn freeze(&self) -> Result<(), i32> {
-        kelem(kernel::FREEZE, self.fd.0, None, 0, 0)
+        kelem(kernel::cmd::FREEZE, self.fd.0, None, 0, 0)
     }
     fn lookup_batch(
         &self,
@@ -189,9 +128,9 @@ impl Side for K {
             .u32(36, self.fd.0 as u32)
             .u64(40, ef);
         let cmd = if del {
-            kernel::LOOKUP_AND_DELETE_BATCH
+            kernel::cmd::LOOKUP_AND_DELETE_BATCH
         } else {
-            kernel::LOOKUP_BATCH
+            kernel::cmd::LOOKUP_BATCH
         };
         let r = bpf(cmd, &mut a).map(|_| ());
         let n = a.get_u32(32);
@@ -218,7 +157,7 @@ impl Side for K {
             .u32(32, count)
             .u32(36, self.fd.0 as u32)
             .u64(40, ef);
-        let r = bpf(kernel::UPDATE_BATCH, &mut a).map(|_| ());
+        let r = bpf(kernel::cmd::UPDATE_BATCH, &mut a).map(|_| ());
         (r, a.get_u32(32))
     }
     fn delete_batch(&self, keys: &[u8], count: u32, ef: u64) -> (Result<(), i32>, u32) {
@@ -227,7 +166,7 @@ impl Side for K {
             .u32(32, count)
             .u32(36, self.fd.0 as u32)
             .u64(40, ef);
-        let r = bpf(kernel::DELETE_BATCH, &mut a).map(|_| ());
+        let r = bpf(kernel::cmd::DELETE_BATCH, &mut a).map(|_| ());
         (r, a.get_u32(32))
     }
 }

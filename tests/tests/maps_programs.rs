@@ -12,53 +12,7 @@ use bpftime_vm::maps::{self, map_type as mt, Map, MapAttr};
 use bpftime_vm::program::{MapResolver, ProgLoadSpec, Program};
 use bpftime_vm::run::NoHost;
 
-mod kernel {
-    //! Raw bpf(2): map create/lookup/next, prog load, test run.
-    #![allow(clippy::undocumented_unsafe_blocks)]
-
-    #[repr(C, align(8))]
-    pub struct Attr(pub [u8; 144]);
-    impl Attr {
-        pub fn new() -> Self {
-            Attr([0; 144])
-        }
-        pub fn u32(&mut self, off: usize, v: u32) -> &mut Self {
-            self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-            self
-        }
-        pub fn u64(&mut self, off: usize, v: u64) -> &mut Self {
-            self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
-            self
-        }
-        pub fn get(&self, off: usize) -> u32 {
-            u32::from_ne_bytes(self.0[off..off + 4].try_into().unwrap())
-        }
-    }
-    pub fn bpf(cmd: u32, a: &mut Attr) -> Result<i64, i32> {
-        // SAFETY: a is a valid attr buffer whose embedded pointers are live.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd as libc::c_long,
-                a.0.as_mut_ptr(),
-                144usize,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-        } else {
-            Ok(r)
-        }
-    }
-    pub struct Fd(pub i32);
-    impl Drop for Fd {
-        fn drop(&mut self) {
-            // SAFETY: closing our own fd.
-            unsafe { libc::close(self.0) };
-        }
-    }
-}
-use kernel::{bpf, Attr, Fd};
+use bpftime_tests::sysbpf::{bpf, Attr, Fd};
 
 // ------------------------------------------------------------ a tiny assembler
 
@@ -210,8 +164,8 @@ fn krun(fd: &Fd, data: &[u8], repeat: u32) -> (u32, Vec<u8>, u32) {
         .u64(24, out.as_mut_ptr() as u64)
         .u32(32, repeat);
     bpf(10, &mut a).expect("kernel test run");
-    out.truncate(a.get(12) as usize);
-    (a.get(4), out, a.get(36))
+    out.truncate(a.get_u32(12) as usize);
+    (a.get_u32(4), out, a.get_u32(36))
 }
 
 fn oload(insns: &[u8], maps: &Resolver) -> Program {

@@ -139,13 +139,7 @@ fn bytes(insns: &[u64]) -> Vec<u8> {
 }
 
 fn bpf(cmd: i64, attr: &mut [u8; 128]) -> std::io::Result<OwnedFd> {
-    // SAFETY: attr is a live 128-byte buffer; pointers in it outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: r is a new fd returned by bpf().
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+    bpftime_tests::sysbpf::bpf_fd(cmd as u32, attr)
 }
 
 fn kernel_array_map() -> OwnedFd {

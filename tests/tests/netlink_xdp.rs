@@ -124,8 +124,7 @@ impl Drop for NetNs {
 }
 
 fn bpf(cmd: i32, attr: &mut [u8]) -> i64 {
-    // SAFETY: attr is a valid buffer of the size passed; pointers inside it stay alive.
-    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) }
+    bpftime_tests::sysbpf::raw(cmd as u32, attr)
 }
 
 /// Loads `r0 = XDP_PASS; exit` as `prog_type`.
