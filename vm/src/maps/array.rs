@@ -167,7 +167,6 @@ impl Map for ArrayMap {
         }
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         let idx = self.index(key).ok_or(MapError::NoEnt)?;
         let vs = self.c.attr.value_size as usize;
@@ -202,7 +201,6 @@ impl Map for ArrayMap {
         Err(MapError::Inval)
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         let max = self.c.attr.max_entries;
         let n = match key.map(|k| u32::from_ne_bytes(k[..4].try_into().unwrap())) {
             Some(i) if i < max => {
@@ -310,28 +308,13 @@ impl Map for ArrayMap {
         self.c.spin_lock_off
     }
     fn sys_lookup_batch(&self, req: &BatchReq<'_>, delete: bool) -> BatchOut {
-        if let Err(e) = self.c.sys_read_ok() {
-            return BatchOut::err(e);
-        }
-        if delete {
-            if let Err(e) = self.c.sys_write_ok() {
-                return BatchOut::err(e);
-            }
-            return BatchOut::err(MapError::NotSupp);
-        }
-        batch::generic_lookup(self, req)
+        batch::generic_lookup_checked(self, &self.c, req, delete)
     }
     fn sys_update_batch(&self, req: &BatchReq<'_>) -> BatchOut {
-        if let Err(e) = self.c.sys_write_ok() {
-            return BatchOut::err(e);
-        }
-        batch::generic_update(self, req)
+        batch::generic_update_checked(self, &self.c, req)
     }
-    fn sys_delete_batch(&self, _req: &BatchReq<'_>) -> BatchOut {
-        if let Err(e) = self.c.sys_write_ok() {
-            return BatchOut::err(e);
-        }
-        BatchOut::err(MapError::NotSupp)
+    fn sys_delete_batch(&self, req: &BatchReq<'_>) -> BatchOut {
+        batch::generic_delete_checked(self, &self.c, req, false)
     }
     fn len(&self) -> usize {
         self.c.attr.max_entries as usize

@@ -228,3 +228,44 @@ pub fn update(map: &dyn Map, req: &BatchReq<'_>) -> BatchOut {
 pub fn delete(map: &dyn Map, req: &BatchReq<'_>) -> BatchOut {
     map.sys_delete_batch(req)
 }
+
+/// The batch commands of a map that uses the generic implementations (arrays,
+/// tries): the kernel's write check (a frozen map refuses), then the generic walk;
+/// lookup-and-delete is unsupported, delete too unless `deletes`.
+pub(crate) fn generic_lookup_checked(
+    m: &dyn Map,
+    c: &super::Common,
+    req: &BatchReq<'_>,
+    delete: bool,
+) -> BatchOut {
+    if delete {
+        return BatchOut::err(c.sys_write_ok().err().unwrap_or(MapError::NotSupp));
+    }
+    generic_lookup(m, req)
+}
+
+/// See [`generic_lookup_checked`].
+pub(crate) fn generic_update_checked(
+    m: &dyn Map,
+    c: &super::Common,
+    req: &BatchReq<'_>,
+) -> BatchOut {
+    match c.sys_write_ok() {
+        Ok(()) => generic_update(m, req),
+        Err(e) => BatchOut::err(e),
+    }
+}
+
+/// See [`generic_lookup_checked`].
+pub(crate) fn generic_delete_checked(
+    m: &dyn Map,
+    c: &super::Common,
+    req: &BatchReq<'_>,
+    deletes: bool,
+) -> BatchOut {
+    match c.sys_write_ok() {
+        Ok(()) if deletes => generic_delete(m, req),
+        Ok(()) => BatchOut::err(MapError::NotSupp),
+        Err(e) => BatchOut::err(e),
+    }
+}

@@ -185,7 +185,6 @@ impl Map for DevMap {
         &self.c.attr
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         let e = self
             .get(u32::from_ne_bytes(key[..4].try_into().unwrap()))
@@ -213,7 +212,6 @@ impl Map for DevMap {
         self.remove(key)
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         if !self.is_hash {
             return super::prog_array::array_next(self.c.attr.max_entries, key, next);
         }

@@ -640,7 +640,6 @@ impl Map for HashMap {
         }
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         let g = &epoch::pin();
         let hash = hash_key(key, self.seed);
@@ -660,7 +659,6 @@ impl Map for HashMap {
         self.delete(key, None, &epoch::pin())
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         let g = &epoch::pin();
         let mut start = 0;
         if let Some(key) = key {
@@ -691,7 +689,6 @@ impl Map for HashMap {
         if flags & !BPF_F_LOCK != 0 {
             return Err(MapError::Inval);
         }
-        self.c.sys_read_ok()?;
         self.c.sys_write_ok()?;
         self.c.lock_flag_ok(flags)?;
         self.delete(key, Some((value, flags)), &epoch::pin())
@@ -789,9 +786,6 @@ impl Map for HashMap {
         self.c.spin_lock_off
     }
     fn sys_lookup_batch(&self, req: &BatchReq<'_>, delete: bool) -> BatchOut {
-        if let Err(e) = self.c.sys_read_ok() {
-            return BatchOut::err(e);
-        }
         if delete {
             if let Err(e) = self.c.sys_write_ok() {
                 return BatchOut::err(e);

@@ -180,7 +180,6 @@ impl Map for LpmTrie {
         &self.c.attr
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         let e = self.lpm(key).ok_or(MapError::NoEnt)?;
         e.val.read(0, &mut value[..self.c.attr.value_size as usize]);
@@ -196,7 +195,6 @@ impl Map for LpmTrie {
         self.delete(key)
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         let keys = self.sorted_keys();
         let pos = key.and_then(|k| {
             let (plen, data) = self.split(k);
@@ -265,28 +263,13 @@ impl Map for LpmTrie {
         self.read().n
     }
     fn sys_lookup_batch(&self, req: &BatchReq<'_>, delete: bool) -> BatchOut {
-        if let Err(e) = self.c.sys_read_ok() {
-            return BatchOut::err(e);
-        }
-        if delete {
-            if let Err(e) = self.c.sys_write_ok() {
-                return BatchOut::err(e);
-            }
-            return BatchOut::err(MapError::NotSupp);
-        }
-        batch::generic_lookup(self, req)
+        batch::generic_lookup_checked(self, &self.c, req, delete)
     }
     fn sys_update_batch(&self, req: &BatchReq<'_>) -> BatchOut {
-        if let Err(e) = self.c.sys_write_ok() {
-            return BatchOut::err(e);
-        }
-        batch::generic_update(self, req)
+        batch::generic_update_checked(self, &self.c, req)
     }
     fn sys_delete_batch(&self, req: &BatchReq<'_>) -> BatchOut {
-        if let Err(e) = self.c.sys_write_ok() {
-            return BatchOut::err(e);
-        }
-        batch::generic_delete(self, req)
+        batch::generic_delete_checked(self, &self.c, req, true)
     }
 }
 

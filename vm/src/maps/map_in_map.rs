@@ -145,7 +145,6 @@ impl Map for MapOfMaps {
         &self.c.attr
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         let e = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let (id, _) = e
@@ -168,7 +167,6 @@ impl Map for MapOfMaps {
         Ok(())
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         if self.is_array {
             return super::prog_array::array_next(self.c.attr.max_entries, key, next);
         }

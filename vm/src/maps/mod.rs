@@ -355,10 +355,6 @@ impl Common {
         }
         Ok(())
     }
-    /// The map's part of `FMODE_CAN_READ`: nothing (the fd decides).
-    pub fn sys_read_ok(&self) -> Result<(), MapError> {
-        Ok(())
-    }
     /// Lookup flags: only `BPF_F_LOCK`, and only with a spin lock in the value.
     pub fn lookup_flags_ok(&self, flags: u64) -> Result<(), MapError> {
         if flags & !update_flags::BPF_F_LOCK != 0 {
@@ -372,7 +368,6 @@ impl Common {
         if flags & !update_flags::BPF_F_LOCK != 0 {
             return Err(MapError::Inval);
         }
-        self.sys_read_ok()?;
         self.sys_write_ok()?;
         self.lock_flag_ok(flags)?;
         Err(MapError::NotSupp)

@@ -136,7 +136,6 @@ impl Map for ProgArray {
         &self.c.attr
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         let id = self.id(index(key)).ok_or(MapError::NoEnt)?;
         value[..4].copy_from_slice(&id.to_ne_bytes());
@@ -154,7 +153,6 @@ impl Map for ProgArray {
         self.clear(index(key))
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         array_next(self.c.attr.max_entries, key, next)
     }
     fn sys_lookup_and_delete(

@@ -78,7 +78,6 @@ impl Map for QueueStack {
         &self.c.attr
     }
     fn sys_lookup(&self, _key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         self.c.lookup_flags_ok(flags)?;
         self.pop(value, false)
     }
@@ -92,7 +91,6 @@ impl Map for QueueStack {
         Err(MapError::Inval)
     }
     fn sys_get_next_key(&self, _key: Option<&[u8]>, _next: &mut [u8]) -> Result<(), MapError> {
-        self.c.sys_read_ok()?;
         Err(MapError::Inval)
     }
     fn sys_lookup_and_delete(
@@ -104,7 +102,6 @@ impl Map for QueueStack {
         if flags & !BPF_F_LOCK != 0 {
             return Err(MapError::Inval);
         }
-        self.c.sys_read_ok()?;
         self.c.sys_write_ok()?;
         if flags != 0 {
             return Err(MapError::Inval);
