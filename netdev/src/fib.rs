@@ -357,6 +357,11 @@ impl Rtnl {
         }
     }
 
+    /// The MTU of device `ifindex` (None when there is no such device).
+    pub fn mtu(&mut self, ifindex: u32) -> Option<u32> {
+        self.link(ifindex).ok().map(|(_, mtu)| mtu)
+    }
+
     fn link(&mut self, ifindex: u32) -> Result<(Option<[u8; 6]>, u32), i32> {
         let mut ifi = vec![0u8; 16];
         ifi[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
@@ -483,10 +488,9 @@ impl Rtnl {
         let v6 = family as i32 == libc::AF_INET6;
         let alen = if v6 { 16 } else { 4 };
         let ifindex = u32_of(&p[8..]);
-        let Ok((_, in_mtu)) = self.link(ifindex) else {
+        if self.link(ifindex).is_err() {
             return -(libc::ENODEV as i64);
-        };
-        let _ = in_mtu;
+        }
         if !self.forwarding(family, ifindex) {
             return ret::FWD_DISABLED;
         }

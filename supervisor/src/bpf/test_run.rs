@@ -119,11 +119,12 @@ impl<'a> TestRunHost<'a> {
     }
 }
 
-impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
-    fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
+impl TestRunHost<'_> {
+    /// `f` on the rtnetlink socket of the caller's namespace (made once per test
+    /// run, by a thread that joins the namespace).
+    fn with_rtnl<R>(&self, f: impl FnOnce(&mut bpftime_netdev::fib::Rtnl) -> R) -> Option<R> {
         let mut r = self.rtnl.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
-            // The socket is made by a thread that joined the caller's namespace.
             let ns = self.netns.clone();
             *r = std::thread::scope(|s| {
                 s.spawn(move || {
@@ -135,20 +136,16 @@ impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
                 .flatten()
             });
         }
-        r.as_mut().map(|r| r.fib_lookup(params, flags))
+        r.as_mut().map(f)
+    }
+}
+
+impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
+    fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
+        self.with_rtnl(|r| r.fib_lookup(params, flags))
     }
     fn mtu(&self, ifindex: u32) -> Option<u32> {
-        // Answered in the caller's network namespace (a thread that joins it).
-        let ns = self.netns.clone();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                bpftime_netdev::netns::enter(&ns).ok()?;
-                bpftime_netdev::netns::mtu(ifindex)
-            })
-            .join()
-            .ok()
-            .flatten()
-        })
+        self.with_rtnl(|r| r.mtu(ifindex)).flatten()
     }
 
     fn trace_printk(&self, msg: &str) {
