@@ -105,6 +105,7 @@ mod vmprog;
 mod worker;
 mod xsk;
 
+pub use sys::prog_load_xdp_as;
 pub use vmprog::{TraceSink, VmProgram, WorkerHost};
 use worker::{ProgSlot, QueueCounters, Worker};
 

@@ -77,6 +77,12 @@ pub fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
 
 /// `BPF_PROG_LOAD` of an XDP program from raw instructions (8 bytes each).
 pub fn prog_load_xdp(insns: &[u64], name: &str) -> io::Result<OwnedFd> {
+    prog_load_xdp_as(insns, name, ATTACH_XDP)
+}
+
+/// `BPF_PROG_LOAD` of an XDP program with another expected attach type (BPF_XDP_DEVMAP
+/// 33, BPF_XDP_CPUMAP 35): the supervisor's probes of the kernel's attach checks.
+pub fn prog_load_xdp_as(insns: &[u64], name: &str, attach_type: u32) -> io::Result<OwnedFd> {
     let mut log = vec![0u8; 4096];
     let license = b"GPL\0";
     let mut attr = [0u8; ATTR_SIZE];
@@ -86,7 +92,7 @@ pub fn prog_load_xdp(insns: &[u64], name: &str) -> io::Result<OwnedFd> {
     put64(&mut attr, 16, license.as_ptr() as u64);
     let n = name.len().min(15);
     attr[48..48 + n].copy_from_slice(&name.as_bytes()[..n]);
-    put32(&mut attr, 68, ATTACH_XDP);
+    put32(&mut attr, 68, attach_type);
     match bpf(BPF_PROG_LOAD, &mut attr) {
         Ok(fd) => Ok(owned(fd)),
         Err(e) => {

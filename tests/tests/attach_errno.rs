@@ -50,11 +50,30 @@ fn xdp_attach_errnos_match_the_kernel() {
     let client = client.to_str().unwrap();
     let pair = VethPair::new("att_errno").unwrap();
     pair.wait_up(Duration::from_secs(5)).unwrap();
+    // A device without ndo_bpf beside the veth, in the same namespace.
+    let bridge = "br_att_errno";
+    let add = Command::new("ip")
+        .args(["-n", pair.b.name(), "link", "add", bridge, "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(add.success(), "ip link add {bridge} type bridge");
 
     // nsenter --net keeps the host's /sys/fs/bpf (ip netns exec remounts /sys).
     let netns = format!("--net=/run/netns/{}", pair.b.name());
-    let native = Command::new("nsenter")
-        .args([&netns, client, &pair.if_b, "/sys/fs/bpf"])
+    // The pins need a bpffs: a private one (the host's /sys/fs/bpf may not be mounted on a
+    // fresh machine, and a test must not depend on another test mounting it).
+    let native = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t bpf bpf /sys/fs/bpf && exec \"$@\"")
+        .args([
+            "sh",
+            "nsenter",
+            &netns,
+            client,
+            &pair.if_b,
+            "/sys/fs/bpf",
+            bridge,
+        ])
         .output()
         .unwrap();
     let native_out = stdout_ok(&native, "attach_errno (kernel)");
@@ -72,6 +91,9 @@ fn xdp_attach_errnos_match_the_kernel() {
         "life.query.unpinned prog=none",
         "life.query.closed prog=none",
         "life.query.nl.prog.closed prog=p2",
+        "br.link.drv.empty EOPNOTSUPP",
+        "br.link.skb.over.nl EBUSY",
+        "br.final prog=none",
         "life.nl.after.close ok",
         "life.link.after.close ok",
     ] {
@@ -87,7 +109,15 @@ fn xdp_attach_errnos_match_the_kernel() {
     let ours = Command::new("nsenter")
         .arg(&netns)
         .arg(&run)
-        .args(["--socket", &sock, "--", client, &pair.if_b, "/sys/fs/bpf"])
+        .args([
+            "--socket",
+            &sock,
+            "--",
+            client,
+            &pair.if_b,
+            "/sys/fs/bpf",
+            bridge,
+        ])
         .output()
         .unwrap();
     let ours_out = stdout_ok(&ours, "attach_errno (bpftime)");

@@ -144,6 +144,11 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         // "Can't replace active BPF XDP link" / "... XDP program with BPF link".
         return Err(libc::EBUSY);
     }
+    if netlink::probe::native_check() == netlink::NativeCheck::BeforeProgChecks
+        && netlink::NativeCheck::refuses(mode, driver, true).is_some()
+    {
+        return Err(libc::EOPNOTSUPP);
+    }
     let other = if mode == netlink::XdpMode::Skb {
         netlink::XdpMode::Drv
     } else {

@@ -70,6 +70,7 @@
 //! - [`getlink`]: the IFLA_XDP rewrite of link messages.
 //! - [`session`]: send/recv orchestration over [`KernelSocket`] and [`XdpBackend`].
 //! - [`sock`]: [`FdSocket`], the real-socket `KernelSocket`.
+//! - [`probe`]: the running kernel's order of `dev_xdp_attach` checks, asked once.
 //!
 //! # Known gaps
 //! - "Cannot attach when an upper device already has a program" (bond/team uppers) is
@@ -88,6 +89,7 @@
 
 pub mod getlink;
 pub mod msg;
+pub mod probe;
 pub mod reply;
 pub mod session;
 pub mod sock;
@@ -101,6 +103,6 @@ pub use session::{
 };
 pub use sock::FdSocket;
 pub use xdp::{
-    change_xdp_fd, driver_extack, DevXdpState, DriverXdp, ProgHandle, Slot, XdpAttachInfo,
-    XdpChange, XdpError, XdpMode, XdpRequest,
+    change_xdp_fd, driver_extack, DevXdpState, DriverXdp, NativeCheck, ProgHandle, Slot,
+    XdpAttachInfo, XdpChange, XdpError, XdpMode, XdpRequest,
 };

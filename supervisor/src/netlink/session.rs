@@ -233,7 +233,8 @@ fn answer_xdp(x: &XdpMessage<'_>, backend: &mut dyn XdpBackend) -> Result<(), Xd
     let enodev = XdpError::bare(libc::ENODEV);
     let ifindex = backend.resolve_target(&x.request.target).ok_or(enodev)?;
     let (state, driver) = backend.device(ifindex).ok_or(enodev)?;
-    let change = change_xdp_fd(&state, driver, &x.xdp, &mut |fd| {
+    let order = super::probe::native_check();
+    let change = change_xdp_fd(&state, driver, order, &x.xdp, &mut |fd| {
         backend.resolve_prog_fd(fd)
     })?;
     if change.changed {

@@ -267,6 +267,28 @@ pub fn driver_extack(driver: &str, errno: i32) -> Option<&'static str> {
     }
 }
 
+/// Where `dev_xdp_attach` refuses a DRV/HW program for a device without `ndo_bpf`
+/// (EOPNOTSUPP, [`extack::NO_NATIVE`]). Kernel builds differ; [`super::probe`] asks the
+/// running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeCheck {
+    /// Right after the REPLACE check, before the new-program checks (NOEXIST, the other
+    /// mode in use, DEVMAP/CPUMAP programs). Seen on 6.18.44.
+    BeforeProgChecks,
+    /// When the driver is about to be called, after every other check: net/core/dev.c
+    /// as published.
+    AtInstall,
+}
+
+impl NativeCheck {
+    /// The refusal, if `mode` needs `ndo_bpf`, the driver has none and a program is to be
+    /// installed.
+    pub fn refuses(mode: XdpMode, driver: DriverXdp, installs: bool) -> Option<XdpError> {
+        (installs && mode != XdpMode::Skb && !driver.native)
+            .then_some(XdpError::with(libc::EOPNOTSUPP, extack::NO_NATIVE))
+    }
+}
+
 /// A validated legacy attach request: the arguments of `dev_change_xdp_fd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XdpRequest {
@@ -381,6 +403,7 @@ impl DevXdpState {
 pub fn change_xdp_fd(
     dev: &DevXdpState,
     driver: DriverXdp,
+    order: NativeCheck,
     req: &XdpRequest,
     resolve: &mut dyn FnMut(i32) -> Result<ProgHandle, i32>,
 ) -> Result<XdpChange, XdpError> {
@@ -425,6 +448,13 @@ pub fn change_xdp_fd(
     if flags & XDP_FLAGS_REPLACE != 0 && cur_id != old.map(|p| p.id) {
         return Err(XdpError::with(libc::EEXIST, extack::NOT_EXPECTED));
     }
+    let new_id = new.map(|p| p.id);
+    let changed = new_id != cur_id;
+    if order == NativeCheck::BeforeProgChecks {
+        if let Some(e) = NativeCheck::refuses(mode, driver, changed) {
+            return Err(e);
+        }
+    }
     if let Some(p) = new {
         let offload = mode == XdpMode::Hw;
         let other = if mode == XdpMode::Skb {
@@ -445,12 +475,10 @@ pub fn change_xdp_fd(
             return Err(XdpError::with(libc::EINVAL, extack::CPUMAP_PROG));
         }
     }
-    let new_id = new.map(|p| p.id);
-    let changed = new_id != cur_id;
     if changed {
         // dev_xdp_bpf_op: generic_xdp_install for SKB, ndo_bpf for DRV/HW.
-        if mode != XdpMode::Skb && !driver.native {
-            return Err(XdpError::with(libc::EOPNOTSUPP, extack::NO_NATIVE));
+        if let Some(e) = NativeCheck::refuses(mode, driver, true) {
+            return Err(e);
         }
         // veth_xdp() and most drivers answer EINVAL to XDP_SETUP_PROG_HW.
         if mode == XdpMode::Hw && !driver.offload {
@@ -471,11 +499,12 @@ pub fn decide(
     nest: &XdpNest,
     dev: &DevXdpState,
     driver: DriverXdp,
+    order: NativeCheck,
     resolve: &mut dyn FnMut(i32) -> Result<ProgHandle, i32>,
 ) -> Result<Option<XdpChange>, XdpError> {
     match validate_nest(nest)? {
         NestOutcome::Nothing => Ok(None),
-        NestOutcome::Change(req) => change_xdp_fd(dev, driver, &req, resolve).map(Some),
+        NestOutcome::Change(req) => change_xdp_fd(dev, driver, order, &req, resolve).map(Some),
     }
 }
 
@@ -513,6 +542,7 @@ mod tests {
         change_xdp_fd(
             dev,
             DriverXdp::VETH,
+            NativeCheck::AtInstall,
             &XdpRequest {
                 fd,
                 flags,
@@ -542,6 +572,7 @@ mod tests {
         let c = change_xdp_fd(
             &empty,
             DriverXdp::GENERIC_ONLY,
+            NativeCheck::BeforeProgChecks,
             &XdpRequest {
                 fd: 3,
                 flags: 0,
@@ -624,19 +655,40 @@ mod tests {
             XdpError::bare(libc::EINVAL)
         );
         assert!(!run(&empty, -1, XDP_FLAGS_HW_MODE, -1).unwrap().changed);
-        // DRV without ndo_bpf.
-        let e = change_xdp_fd(
-            &empty,
-            DriverXdp::GENERIC_ONLY,
-            &XdpRequest {
-                fd: 3,
-                flags: XDP_FLAGS_DRV_MODE,
-                expected_fd: -1,
-            },
-            &mut res,
-        )
-        .unwrap_err();
-        assert_eq!(e, XdpError::with(libc::EOPNOTSUPP, extack::NO_NATIVE));
+        // DRV without ndo_bpf, in both orders of checks.
+        let generic = |dev: &DevXdpState, order, fd, flags| {
+            change_xdp_fd(
+                dev,
+                DriverXdp::GENERIC_ONLY,
+                order,
+                &XdpRequest {
+                    fd,
+                    flags,
+                    expected_fd: -1,
+                },
+                &mut res,
+            )
+        };
+        let no_native = XdpError::with(libc::EOPNOTSUPP, extack::NO_NATIVE);
+        let skb1 = with(XdpMode::Skb, 11, false);
+        for order in [NativeCheck::BeforeProgChecks, NativeCheck::AtInstall] {
+            let e = generic(&empty, order, 3, XDP_FLAGS_DRV_MODE).unwrap_err();
+            assert_eq!(e, no_native);
+            // Detaching what is not there calls no driver.
+            assert!(
+                !generic(&skb1, order, -1, XDP_FLAGS_DRV_MODE)
+                    .unwrap()
+                    .changed
+            );
+        }
+        // With a generic program attached, the orders differ.
+        let early = generic(&skb1, NativeCheck::BeforeProgChecks, 4, XDP_FLAGS_DRV_MODE);
+        assert_eq!(early.unwrap_err(), no_native);
+        let late = generic(&skb1, NativeCheck::AtInstall, 4, XDP_FLAGS_DRV_MODE);
+        assert_eq!(
+            late.unwrap_err(),
+            XdpError::with(libc::EEXIST, extack::NATIVE_AND_GENERIC)
+        );
     }
 
     #[test]
