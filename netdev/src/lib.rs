@@ -71,10 +71,10 @@
 //!
 //! Known limits:
 //! - A frame sent by a local stack through a veth (or another device with TX
-//!   checksum offload) carries an unfinished TCP/UDP checksum (CHECKSUM_PARTIAL);
-//!   AF_XDP copies only the bytes, so once passed back such frames fail the
-//!   checksum check. Turn offload off on the sender ([`netns::set_tx_checksum`]),
-//!   as every AF_XDP deployment on veth does. Frames from a wire are unaffected.
+//!   checksum offload) carries an unfinished TCP/UDP checksum (CHECKSUM_PARTIAL),
+//!   which AF_XDP does not report: [`csum`] recognises it on the frame as received
+//!   and completes it after the program for PASS, TX and REDIRECT. A DEVMAP entry's
+//!   program sees the completed bytes (the kernel's would see the partial ones).
 //! - One 4 KiB frame per packet: no multi-buffer (jumbo frames, GRO aggregates in
 //!   generic mode) frames; the kernel drops what does not fit the socket's frame.
 //! - XDP_PASS costs one `BPF_PROG_TEST_RUN` syscall per frame (a test run repeats
@@ -96,6 +96,7 @@ use arc_swap::ArcSwap;
 pub use bpftime_vm::run::{RedirectInfo, XdpCtx};
 
 mod cpu;
+pub mod csum;
 pub mod fib;
 pub mod live;
 pub mod netns;
@@ -176,6 +177,9 @@ pub struct QueueStats {
     pub exceptions: u64,
     /// XDP_PASS frames the kernel refused to take.
     pub pass_failures: u64,
+    /// PASS/TX/REDIRECT frames whose unfinished (CHECKSUM_PARTIAL) TCP/UDP checksum
+    /// the data plane completed (see `csum`).
+    pub csum_finished: u64,
     /// XDP_TX frames that found the TX ring full.
     pub tx_failures: u64,
     /// XDP_REDIRECT frames (or broadcast copies) that could not be sent.
@@ -197,6 +201,7 @@ impl QueueStats {
         self.aborted += o.aborted;
         self.exceptions += o.exceptions;
         self.pass_failures += o.pass_failures;
+        self.csum_finished += o.csum_finished;
         self.tx_failures += o.tx_failures;
         self.redirect_failures += o.redirect_failures;
         self.kernel_rx_dropped += o.kernel_rx_dropped;

@@ -14,6 +14,7 @@ use bpftime_vm::run::{
     XDP_TAILROOM, XDP_TX,
 };
 
+use crate::csum;
 use crate::netns::PacketTx;
 use crate::xsk::{Xsk, FRAME_SIZE};
 use crate::{cpu, sys, QueueStats, WorkerHost, XdpProgram};
@@ -40,6 +41,7 @@ pub(crate) struct QueueCounters {
     aborted: AtomicU64,
     exceptions: AtomicU64,
     pass_fail: AtomicU64,
+    csum_finished: AtomicU64,
     tx_fail: AtomicU64,
     redirect_fail: AtomicU64,
     k_rx_dropped: AtomicU64,
@@ -66,6 +68,7 @@ impl QueueCounters {
             aborted: g(&self.aborted),
             exceptions: g(&self.exceptions),
             pass_failures: g(&self.pass_fail),
+            csum_finished: g(&self.csum_finished),
             tx_failures: g(&self.tx_fail),
             redirect_failures: g(&self.redirect_fail),
             kernel_rx_dropped: g(&self.k_rx_dropped),
@@ -215,6 +218,9 @@ impl Worker {
             hard_start: hard,
             frame_end: hard + FRAME_SIZE as u64 - XDP_TAILROOM as u64,
         };
+        // CHECKSUM_PARTIAL is the kernel's state of the frame as received: read it
+        // before the program can change the bytes (see `csum`).
+        let partial = self.xsk.bytes(addr, len as usize).and_then(csum::detect);
         let (verdict, redirect) = prog.run(&mut ctx, cpu);
         // The program's helpers keep these invariants; a context outside its frame
         // is a bug of the program runner, counted and dropped, never followed.
@@ -228,6 +234,17 @@ impl Worker {
             return;
         }
         let (off, plen) = (ctx.data - base, (ctx.data_end - ctx.data) as u32);
+        if let Some(p) = partial {
+            if matches!(verdict, XDP_PASS | XDP_TX | XDP_REDIRECT) {
+                // csum_start stays at the same byte of the buffer when data moves.
+                let start = (addr + p.start as u64).checked_sub(off);
+                let done = match (start, self.xsk.bytes_mut(off, plen as usize)) {
+                    (Some(s), Some(pkt)) => csum::finish(pkt, s as usize, &p),
+                    _ => false,
+                };
+                inc(&self.counters.csum_finished, done as u64);
+            }
+        }
         match verdict {
             XDP_DROP => {
                 inc(&self.counters.drop, 1);

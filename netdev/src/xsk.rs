@@ -441,6 +441,16 @@ impl Xsk {
         Some(unsafe { std::slice::from_raw_parts(self.umem.add(off as usize), len) })
     }
 
+    /// The UMEM bytes `[off, off+len)`, writable, if they lie inside one frame.
+    pub fn bytes_mut(&mut self, off: u64, len: usize) -> Option<&mut [u8]> {
+        if !self.valid(off, u32::try_from(len).ok()?) {
+            return None;
+        }
+        // SAFETY: as in `bytes`; the frame is ours, and `&mut self` makes this the only
+        // borrow of the UMEM from this socket's side.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.umem.add(off as usize), len) })
+    }
+
     /// Kernel statistics of the socket (`XDP_STATISTICS`).
     pub fn kernel_stats(&self) -> Option<libc::xdp_statistics> {
         // SAFETY: all-zero is a valid xdp_statistics (plain integers).

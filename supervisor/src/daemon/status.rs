@@ -74,7 +74,7 @@ pub fn collect(d: &Daemon) -> Value {
             "rx_bytes": st.total.rx_bytes, "drop": st.total.drop, "pass": st.total.pass,
             "tx": st.total.tx, "redirect": st.total.redirect, "aborted": st.total.aborted,
             "exceptions": st.total.exceptions, "pass_failures": st.total.pass_failures,
-            "tx_failures": st.total.tx_failures,
+            "csum_finished": st.total.csum_finished, "tx_failures": st.total.tx_failures,
             "redirect_failures": st.total.redirect_failures})).collect::<Vec<_>>(),
         "targets": targets,
     })
