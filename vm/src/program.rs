@@ -573,8 +573,10 @@ impl Program {
         let repeat = repeat.max(1);
         let t0 = Instant::now();
         let mut retval = 0;
+        let mut timer = crate::run::RepeatTimer::new(host);
         for _ in 0..repeat {
             retval = self.run_xdp(&mut ctx, cpu, host).verdict;
+            timer.next()?;
         }
         let total = t0.elapsed().as_nanos() as u64;
         let duration_ns = (total / repeat as u64).min(u32::MAX as u64) as u32;
@@ -622,7 +624,9 @@ impl Program {
         let repeat = repeat.max(1);
         let t0 = Instant::now();
         let mut retval = 0;
+        let mut timer = crate::run::RepeatTimer::new(host);
         for _ in 0..repeat {
+            timer.next()?;
             let mut dummy = XdpCtx::default();
             let r1 = skb.as_mut_ptr() as u64;
             let skb_data = (pkt.as_mut_ptr() as u64 + 14, (pkt.len() - 14) as u64);

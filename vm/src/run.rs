@@ -113,6 +113,42 @@ pub trait HostEnv: Send + Sync {
     fn fib_lookup(&self, _params: &mut [u8], _flags: u32) -> Option<i64> {
         None
     }
+    /// Whether the caller of a test run is gone or has a signal pending (the kernel's
+    /// `bpf_test_timer_continue` then ends the run with EINTR).
+    fn interrupted(&self) -> bool {
+        false
+    }
+}
+
+/// The interruption points of a repeated test run: every iteration asks cheaply, and
+/// the host is asked at most every 10 ms (asking may be a syscall).
+pub struct RepeatTimer<'h> {
+    host: &'h dyn HostEnv,
+    last: std::time::Instant,
+    n: u32,
+}
+
+impl<'h> RepeatTimer<'h> {
+    /// A timer for one test run.
+    pub fn new(host: &'h dyn HostEnv) -> Self {
+        RepeatTimer {
+            host,
+            last: std::time::Instant::now(),
+            n: 0,
+        }
+    }
+
+    /// `Err(EINTR)` when the run must stop.
+    pub fn next(&mut self) -> Result<(), i32> {
+        self.n = self.n.wrapping_add(1);
+        if self.n % 32 == 0 && self.last.elapsed() >= std::time::Duration::from_millis(10) {
+            self.last = std::time::Instant::now();
+            if self.host.interrupted() {
+                return Err(libc::EINTR);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A [`HostEnv`] with nothing behind it (tests, `BPF_PROG_TEST_RUN` without a device).

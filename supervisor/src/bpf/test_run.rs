@@ -99,6 +99,10 @@ struct TestRunHost<'a> {
     /// The caller's network namespace (bpf_fib_lookup answers from its tables).
     netns: std::path::PathBuf,
     rtnl: std::sync::Mutex<Option<bpftime_netdev::fib::Rtnl>>,
+    /// The notification being answered: once it is no longer valid (the caller was
+    /// killed), a repeated run stops.
+    listener: crate::sys::seccomp::Listener<'a>,
+    notif_id: u64,
 }
 
 impl<'a> TestRunHost<'a> {
@@ -115,6 +119,8 @@ impl<'a> TestRunHost<'a> {
             pid,
             netns: call.proc_path("ns/net"),
             rtnl: Default::default(),
+            listener: call.listener,
+            notif_id: call.notif.id,
         }
     }
 }
@@ -141,6 +147,9 @@ impl TestRunHost<'_> {
 }
 
 impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
+    fn interrupted(&self) -> bool {
+        caller_interrupted(self.listener, self.notif_id, self.pid)
+    }
     fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
         self.with_rtnl(|r| r.fib_lookup(params, flags))
     }
@@ -301,24 +310,31 @@ fn live(call: &Call<'_>, obj: &crate::registry::Object, a: &Attr) -> Result<(), 
     let repeat = a.u32(32).max(1);
     let vm = prog.vm.clone();
     let orig = data.clone();
-    let host = bpftime_netdev::WorkerHost {
-        trace: caller_trace(call),
+    let host = LiveHost {
+        inner: bpftime_netdev::WorkerHost {
+            trace: caller_trace(call),
+        },
+        listener: call.listener,
+        notif_id: call.notif.id,
+        tid: call.tid(),
     };
-    let counts = std::thread::spawn(move || -> Result<bpftime_netdev::live::LiveCounts, i32> {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e as i32)?;
-        // Without ctx the frame arrives on the namespace's loopback (ifindex 1).
-        let ifindex = if ifindex == 0 { 1 } else { ifindex };
-        let Ok(name) = bpftime_netdev::netns::ifname(ifindex) else {
-            return Err(libc::ENODEV);
-        };
-        if rxq != 0 && rxq >= bpftime_netdev::netns::rx_queues(&name) {
-            return Err(libc::EINVAL);
-        }
-        bpftime_netdev::live::run_live(&vm, &host, &data, meta, ifindex, rxq, repeat)
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
-    })
-    .join()
-    .map_err(|_| libc::EFAULT)??;
+    let counts = std::thread::scope(|sc| {
+        sc.spawn(move || -> Result<bpftime_netdev::live::LiveCounts, i32> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e as i32)?;
+            // Without ctx the frame arrives on the namespace's loopback (ifindex 1).
+            let ifindex = if ifindex == 0 { 1 } else { ifindex };
+            let Ok(name) = bpftime_netdev::netns::ifname(ifindex) else {
+                return Err(libc::ENODEV);
+            };
+            if rxq != 0 && rxq >= bpftime_netdev::netns::rx_queues(&name) {
+                return Err(libc::EINVAL);
+            }
+            bpftime_netdev::live::run_live(&vm, &host, &data, meta, ifindex, rxq, repeat)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
+        })
+        .join()
+        .map_err(|_| libc::EFAULT)
+    })??;
     call.trace(|| format!("  PROG_TEST_RUN live: {counts:?}"));
     // bpf_test_finish on the untouched test buffer: the runs worked on copies.
     let mut r = Ok(());
@@ -333,4 +349,48 @@ fn live(call: &Call<'_>, obj: &crate::registry::Object, a: &Attr) -> Result<(), 
     a.put_u32(call, 4, 0)?;
     a.put_u32(call, 36, counts.duration_ns)?;
     r
+}
+
+/// The data plane's host for a live-frame test run, stopped when its caller is gone.
+struct LiveHost<'a> {
+    inner: bpftime_netdev::WorkerHost,
+    listener: crate::sys::seccomp::Listener<'a>,
+    notif_id: u64,
+    tid: u32,
+}
+
+impl bpftime_vm::run::HostEnv for LiveHost<'_> {
+    fn trace_printk(&self, msg: &str) {
+        self.inner.trace_printk(msg)
+    }
+    fn mtu(&self, ifindex: u32) -> Option<u32> {
+        self.inner.mtu(ifindex)
+    }
+    fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
+        self.inner.fib_lookup(params, flags)
+    }
+    fn interrupted(&self) -> bool {
+        caller_interrupted(self.listener, self.notif_id, self.tid)
+    }
+}
+
+/// The kernel's `signal_pending(current)` for the caller of a test run: it is gone (its
+/// notification is no longer valid: killed), or a signal it does not block is pending
+/// on the thread or its process (`SigPnd`/`ShdPnd` against `SigBlk` in
+/// /proc/TID/status; ignored signals are never queued).
+fn caller_interrupted(listener: crate::sys::seccomp::Listener<'_>, id: u64, tid: u32) -> bool {
+    if !listener.id_valid(id) {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return true;
+    };
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
 }

@@ -104,6 +104,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's pid, when this fixture started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn log(&self) -> String {
         let a = std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
         let b = std::fs::read_to_string(self.dir.path().join("bpftimed.log")).unwrap_or_default();
