@@ -136,7 +136,7 @@ pub fn run_live(
     let mut vm_ns = 0u128;
     let mut timer = bpftime_vm::run::RepeatTimer::new(host);
     for _ in 0..repeat.max(1) {
-        timer.next().map_err(io::Error::from_raw_os_error)?;
+        timer.tick().map_err(io::Error::from_raw_os_error)?;
         let start = HEADROOM - meta_len;
         buf[start..start + data.len()].copy_from_slice(data);
         let hard = buf.as_mut_ptr() as u64;

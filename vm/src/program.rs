@@ -576,7 +576,7 @@ impl Program {
         let mut timer = crate::run::RepeatTimer::new(host);
         for _ in 0..repeat {
             retval = self.run_xdp(&mut ctx, cpu, host).verdict;
-            timer.next()?;
+            timer.tick()?;
         }
         let total = t0.elapsed().as_nanos() as u64;
         let duration_ns = (total / repeat as u64).min(u32::MAX as u64) as u32;
@@ -626,7 +626,7 @@ impl Program {
         let mut retval = 0;
         let mut timer = crate::run::RepeatTimer::new(host);
         for _ in 0..repeat {
-            timer.next()?;
+            timer.tick()?;
             let mut dummy = XdpCtx::default();
             let r1 = skb.as_mut_ptr() as u64;
             let skb_data = (pkt.as_mut_ptr() as u64 + 14, (pkt.len() - 14) as u64);

@@ -139,9 +139,10 @@ impl<'h> RepeatTimer<'h> {
     }
 
     /// `Err(EINTR)` when the run must stop.
-    pub fn next(&mut self) -> Result<(), i32> {
+    pub fn tick(&mut self) -> Result<(), i32> {
         self.n = self.n.wrapping_add(1);
-        if self.n % 32 == 0 && self.last.elapsed() >= std::time::Duration::from_millis(10) {
+        if self.n.is_multiple_of(32) && self.last.elapsed() >= std::time::Duration::from_millis(10)
+        {
             self.last = std::time::Instant::now();
             if self.host.interrupted() {
                 return Err(libc::EINTR);
