@@ -28,10 +28,24 @@ pub struct Creds {
     pub uid: u32,
     pub euid: u32,
     pub gid: u32,
+    /// Effective capabilities in the daemon's user namespace (the emulated kernel's
+    /// initial one, where `capable()` checks): none for a task in another user
+    /// namespace, whatever it holds there.
     pub cap_eff: u64,
+    /// Effective capabilities in the task's own user namespace (CapEff).
+    pub cap_own: u64,
+    /// The task's user namespace (inode).
+    pub userns: u64,
 }
 
 impl Creds {
+    /// `ns_capable(owner of netns, cap)`: the task holds `cap` in its own user namespace,
+    /// and that namespace owns `netns` (an open nsfs fd) or is an ancestor of its owner.
+    pub fn capable_over(&self, netns: &impl std::os::fd::AsFd, cap: u32) -> bool {
+        self.cap_own & (1u64 << cap) != 0
+            && crate::sys::userns::owns_or_ancestor(self.userns, netns)
+    }
+
     pub fn has(&self, cap: u32) -> bool {
         self.cap_eff & (1u64 << cap) != 0
     }
@@ -197,8 +211,13 @@ pub fn read_creds(tid: u32) -> Result<Creds, i32> {
                 .and_then(|x| x.parse().ok())
                 .unwrap_or(u32::MAX);
         } else if let Some(v) = line.strip_prefix("CapEff:") {
-            c.cap_eff = u64::from_str_radix(v.trim(), 16).unwrap_or(0);
+            c.cap_own = u64::from_str_radix(v.trim(), 16).unwrap_or(0);
         }
+    }
+    c.userns =
+        crate::sys::userns::ino_of(&format!("/proc/{tid}/ns/user")).map_err(|_| libc::ESRCH)?;
+    if c.userns == crate::sys::userns::daemon_userns() {
+        c.cap_eff = c.cap_own;
     }
     Ok(c)
 }

@@ -94,6 +94,16 @@ struct Backend<'c, 'a> {
 }
 
 impl netlink::XdpBackend for Backend<'_, '_> {
+    fn net_admin(&mut self) -> bool {
+        // The kernel asks of the socket's opener (file_ns_capable) and of the sender;
+        // here the sending thread stands for both (sockets are rarely passed between
+        // credentials).
+        let Ok(creds) = self.call.creds() else {
+            return false;
+        };
+        std::fs::File::open(&self.nspath)
+            .is_ok_and(|ns| creds.capable_over(&ns, crate::call::cap::NET_ADMIN))
+    }
     fn resolve_prog_fd(&mut self, fd: i32) -> Result<ProgHandle, i32> {
         let o = self.call.object(fd, Kind::Prog, libc::EINVAL)?;
         let p = &o.as_prog().unwrap().prog;

@@ -199,6 +199,9 @@ impl Model {
 }
 
 impl XdpBackend for Model {
+    fn net_admin(&mut self) -> bool {
+        true
+    }
     fn resolve_prog_fd(&mut self, fd: i32) -> Result<ProgHandle, i32> {
         // SAFETY: F_GETFD on any integer is harmless.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
@@ -1259,6 +1262,9 @@ fn driver_refusal_on_commit_matches_kernel() {
     // carries no extack, so the message comes from the driver table).
     struct Refusing(Model);
     impl XdpBackend for Refusing {
+        fn net_admin(&mut self) -> bool {
+            true
+        }
         fn resolve_prog_fd(&mut self, fd: i32) -> Result<ProgHandle, i32> {
             self.0.resolve_prog_fd(fd)
         }

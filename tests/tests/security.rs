@@ -1,6 +1,7 @@
 //! What a hostile loader must not be able to do to the root daemon (issue: security
 //! findings), each compared with the kernel on this machine where the kernel has an
-//! answer: a test run that cannot be stopped.
+//! answer: a test run that cannot be stopped, a user namespace taken for the initial
+//! one, rtnetlink XDP changes without CAP_NET_ADMIN.
 
 #[path = "supervisor_common/mod.rs"]
 mod common;
@@ -9,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bpftime_tests::netns::VethPair;
 use bpftime_tests::privilege::{require, Need};
 use common::*;
 
@@ -87,4 +89,134 @@ fn long_test_runs_stop_on_signals_and_kill() {
             "{mode}: the daemon used {used} ticks in the second after its caller died"
         );
     }
+}
+
+/// A user namespace is not the initial one: nobody with `unshare -U -r` holds
+/// CAP_BPF/CAP_SYS_ADMIN only there, and the kernel refuses every call (it used to be
+/// taken for root: maps created, programs loaded, ids walked, root's map opened).
+#[test]
+fn a_user_namespace_grants_no_bpf_capability() {
+    if !require(&[
+        Need::Root,
+        Need::Bpf,
+        Need::Fuse,
+        Need::Tool("setpriv"),
+        Need::Tool("unshare"),
+        Need::Bpftool,
+    ]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_userns");
+    let client = gcc(tmp.path(), "sv_userns.c", "userns", false, &["-lbpf"]);
+    let client = client.to_str().unwrap();
+    let d = Daemon::start();
+    // A map of root's, kept alive by a pin.
+    let pin = "/sys/fs/bpf/sec_userns_root";
+    let out = d.run(&[
+        "bpftool", "map", "create", pin, "type", "array", "key", "4", "value", "4", "entries", "1",
+        "name", "rootmap",
+    ]);
+    stdout_ok(&out, "bpftool map create (root)");
+    let id = d.status()["maps"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "rootmap"))
+        .and_then(|m| m["id"].as_u64())
+        .expect("root's map in status");
+    let id = id.to_string();
+    let as_nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        "unshare",
+        "-U",
+        "-r",
+        client,
+        &id,
+    ];
+    let native = Command::new(as_nobody[0])
+        .args(&as_nobody[1..])
+        .output()
+        .unwrap();
+    let native = stdout_ok(&native, "userns client (kernel)");
+    assert!(native.contains("map_create EPERM"), "{native}");
+    let ours = stdout_ok(&d.run(&as_nobody), "userns client (bpftime)");
+    assert_same_lines(&native, &ours, Some(&d));
+}
+
+/// rtnetlink changes need CAP_NET_ADMIN over the interface's network namespace:
+/// `nobody` cannot detach root's XDP program with `ip link set ... xdpgeneric off`.
+#[test]
+fn nobody_cannot_detach_roots_xdp_program() {
+    if !require(&[
+        Need::Root,
+        Need::Bpf,
+        Need::Netns,
+        Need::Fuse,
+        Need::Clang,
+        Need::Tool("setpriv"),
+    ]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_detach");
+    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
+    let obj = obj.to_str().unwrap();
+    let pair = VethPair::new("secdet").unwrap();
+    let netns = format!("--net=/run/netns/{}", pair.b.name());
+    let dev = pair.if_b.as_str();
+    let attach = [
+        "ip",
+        "-n",
+        pair.b.name(),
+        "link",
+        "set",
+        "dev",
+        dev,
+        "xdpgeneric",
+    ];
+    let nobody = [
+        "nsenter",
+        &netns,
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        "ip",
+        "link",
+        "set",
+        "dev",
+        dev,
+        "xdpgeneric",
+        "off",
+    ];
+    let show = ["ip", "-n", pair.b.name(), "link", "show", "dev", dev];
+    let d = Daemon::start();
+    let mut answers = Vec::new();
+    for ours in [false, true] {
+        let run = |args: &[&str]| -> std::process::Output {
+            if ours {
+                d.run(args)
+            } else {
+                Command::new(args[0]).args(&args[1..]).output().unwrap()
+            }
+        };
+        let mut a = attach.to_vec();
+        a.extend_from_slice(&["obj", obj, "sec", "xdp"]);
+        stdout_ok(&run(&a), "attach as root");
+        let o = run(&nobody);
+        let still = String::from_utf8_lossy(&run(&show).stdout).contains("prog/xdp");
+        answers.push((
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            still,
+        ));
+        let mut off = attach.to_vec();
+        off.push("off");
+        stdout_ok(&run(&off), "detach as root");
+    }
+    assert_eq!(answers[0].0, Some(2), "kernel: {answers:?}");
+    assert!(answers[0].2, "kernel: still attached");
+    assert_eq!(answers[1], answers[0], "bpftime vs kernel\n{}", d.log());
 }

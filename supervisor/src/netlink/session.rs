@@ -53,6 +53,9 @@ pub trait XdpBackend {
     fn commit(&mut self, ifindex: u32, change: &XdpChange) -> Result<(), XdpError>;
     /// What RTM_GETLINK must report for a device, `None` to leave the kernel's nest.
     fn attachment_of(&mut self, ifindex: u32) -> Option<XdpAttachInfo>;
+    /// `netlink_net_capable(skb, CAP_NET_ADMIN)`: whether the sender may change links
+    /// of the socket's network namespace (else every non-GET message is EPERM).
+    fn net_admin(&mut self) -> bool;
 }
 
 /// A message that reaches `dev_change_xdp_fd`: the daemon answers it.
@@ -271,6 +274,11 @@ pub fn handle_send(
             }
             Part::Xdp(x) => {
                 let original = x.request.msg.bytes;
+                // rtnetlink_rcv_msg refuses before anything else is looked at.
+                if !backend.net_admin() {
+                    queue.push_kernel(build_ack(original, portid, libc::EPERM, None, opts));
+                    continue;
+                }
                 // RTM_NEWLINK|NLM_F_CREATE for a device that does not exist creates it,
                 // and the kernel does not apply IFLA_XDP then (seen on 6.18).
                 let created = x.request.msg.hdr.ty == RTM_NEWLINK
@@ -395,6 +403,9 @@ mod tests {
     }
 
     impl XdpBackend for Model {
+        fn net_admin(&mut self) -> bool {
+            true
+        }
         fn resolve_prog_fd(&mut self, fd: i32) -> Result<ProgHandle, i32> {
             self.progs.get(&fd).copied().ok_or(libc::EBADF)
         }
