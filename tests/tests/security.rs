@@ -220,3 +220,34 @@ fn nobody_cannot_detach_roots_xdp_program() {
     assert!(answers[0].2, "kernel: still attached");
     assert_eq!(answers[1], answers[0], "bpftime vs kernel\n{}", d.log());
 }
+
+/// A prog array is owned by one program type (and XDP frags support): XDP cannot
+/// tail-call a SOCKET_FILTER program, at load or through an update (EINVAL, as the
+/// kernel's `__bpf_prog_map_compatible`).
+#[test]
+fn prog_arrays_never_mix_program_types() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_owner");
+    let client = gcc(
+        tmp.path(),
+        "sv_progarray_owner.c",
+        "owner",
+        false,
+        &["-lbpf"],
+    );
+    let client = client.to_str().unwrap();
+    let native = Command::new(client).output().unwrap();
+    let native = stdout_ok(&native, "prog array owner (kernel)");
+    for want in [
+        "sockfilter.uses.pa EINVAL",
+        "pa.set.sockfilter EINVAL",
+        "xdp.uses.pb EINVAL",
+    ] {
+        assert!(native.contains(want), "kernel: no '{want}'\n{native}");
+    }
+    let d = Daemon::start();
+    let ours = stdout_ok(&d.run(&[client]), "prog array owner (bpftime)");
+    assert_same_lines(&native, &ours, Some(&d));
+}

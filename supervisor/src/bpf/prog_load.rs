@@ -205,6 +205,25 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     let mut used = resolver.used.into_inner();
     used.sort_by_key(|o| o.id);
     used.dedup_by_key(|o| o.id);
+    // bpf_check_tail_call: the prog arrays it uses belong to its type (their first user
+    // or stored program decides).
+    for o in &used {
+        let m = &o.as_map().unwrap().map;
+        if let Some(pa) = m
+            .as_any()
+            .downcast_ref::<bpftime_vm::maps::prog_array::ProgArray>()
+        {
+            if !pa.compatible(prog_type, prog_flags & (1 << 5) != 0) {
+                call.trace(|| {
+                    format!(
+                        "  PROG_LOAD '{name}': prog array {} owned by another program type",
+                        o.id
+                    )
+                });
+                return Err(libc::EINVAL);
+            }
+        }
+    }
     let prog = LoadedProg {
         prog_type,
         expected_attach_type: a.u32(68),

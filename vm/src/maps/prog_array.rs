@@ -17,6 +17,10 @@ type Slot = Option<(u32, Arc<Program>)>;
 pub struct ProgArray {
     c: Common,
     slots: RwLock<Vec<Slot>>,
+    /// The program type (and XDP frags flag) that owns the array: the first program
+    /// that uses it or is stored in it (`__bpf_prog_map_compatible`). A tail call
+    /// never crosses program types or frags support.
+    owner: std::sync::Mutex<Option<(u32, bool)>>,
 }
 
 /// `fd_array_map_alloc_check` + `array_map_alloc_check` for the fd arrays.
@@ -67,7 +71,23 @@ impl ProgArray {
         Ok(Self {
             c: Common::new(attr, opts),
             slots: RwLock::new(v),
+            owner: Default::default(),
         })
+    }
+
+    /// `__bpf_prog_map_compatible`: whether a program of `prog_type` (with
+    /// `BPF_F_XDP_HAS_FRAGS` or not) may use this array or be stored in it; the first
+    /// one asked becomes the owner. The kernel answers EINVAL otherwise (at PROG_LOAD
+    /// for a program using the array, at MAP_UPDATE_ELEM for a program stored in it).
+    pub fn compatible(&self, prog_type: u32, xdp_frags: bool) -> bool {
+        let mut o = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        match *o {
+            None => {
+                *o = Some((prog_type, xdp_frags));
+                true
+            }
+            Some(owner) => owner == (prog_type, xdp_frags),
+        }
     }
 
     /// `BPF_MAP_UPDATE_ELEM` with a resolved program: `id` is what userspace lookups
