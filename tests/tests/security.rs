@@ -251,3 +251,100 @@ fn prog_arrays_never_mix_program_types() {
     let ours = stdout_ok(&d.run(&[client]), "prog array owner (bpftime)");
     assert_same_lines(&native, &ours, Some(&d));
 }
+
+/// Two daemons whose sockets share a directory each keep their own bpffs (the second
+/// used to unmount the first one's, pins and all); a daemon given the bpffs of a running
+/// one refuses to start.
+#[test]
+fn daemons_sharing_a_directory_keep_their_pins() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse, Need::Bpftool]) {
+        return;
+    }
+    let dir = TempDir::new("sec_2daemons");
+    let start = |sock: &std::path::Path, bpffs: Option<&std::path::Path>| {
+        let mut c = Command::new(bin("bpftime"));
+        c.arg("daemon").arg("--socket").arg(sock);
+        if let Some(b) = bpffs {
+            c.arg("--bpffs").arg(b);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let wait_up = |sock: &std::path::Path| {
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(sock).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "daemon did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let stop = |sock: &std::path::Path| {
+        let _ = Command::new(bin("bpftime"))
+            .arg("stop")
+            .arg("--socket")
+            .arg(sock)
+            .output();
+    };
+    let pin = |sock: &std::path::Path, name: &str| {
+        Command::new(bin("bpftime-run"))
+            .arg("--socket")
+            .arg(sock)
+            .args(["--", "bpftool", "map", "create"])
+            .arg(format!("/sys/fs/bpf/{name}"))
+            .args([
+                "type", "array", "key", "4", "value", "4", "entries", "1", "name", name,
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b, c) = (
+        dir.path().join("a.sock"),
+        dir.path().join("b.sock"),
+        dir.path().join("c.sock"),
+    );
+    let mut da = start(&a, None);
+    wait_up(&a);
+    let pa = pin(&a, "pin_a");
+    let mut db = start(&b, None);
+    wait_up(&b);
+    let pb = pin(&b, "pin_b");
+    // A third daemon on a's bpffs: refused, a's pins untouched.
+    let dc = start(&c, Some(&dir.path().join("a.sock.bpffs")));
+    let out_c = dc.wait_with_output().unwrap();
+    let listing = |p: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join(p))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("pin_"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (na, nb) = (listing("a.sock.bpffs"), listing("b.sock.bpffs"));
+    stop(&a);
+    stop(&b);
+    let _ = da.wait();
+    let _ = db.wait();
+    assert!(pa.status.success() && pb.status.success(), "{pa:?} {pb:?}");
+    assert_eq!(
+        (na, nb),
+        (vec!["pin_a".to_string()], vec!["pin_b".to_string()]),
+        "each daemon's bpffs holds its own pin"
+    );
+    assert!(
+        !out_c.status.success(),
+        "a daemon started on a live daemon's bpffs"
+    );
+    assert!(
+        String::from_utf8_lossy(&out_c.stderr).contains("another running daemon"),
+        "{}",
+        String::from_utf8_lossy(&out_c.stderr)
+    );
+}

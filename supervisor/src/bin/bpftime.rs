@@ -30,7 +30,8 @@ struct Cli {
 enum Cmd {
     /// Run the daemon in the foreground.
     Daemon {
-        /// Where the daemon mounts its bpffs (default: <socket dir>/bpffs).
+        /// Where the daemon mounts its bpffs (default: <socket dir>/bpffs, or
+        /// <socket dir>/<socket name>.bpffs for a socket not named bpftimed.sock).
         #[arg(long)]
         bpffs: Option<PathBuf>,
     },
@@ -72,8 +73,8 @@ fn main() {
 }
 
 fn tracelog(socket: &std::path::Path) -> anyhow::Result<()> {
-    let dir = socket.parent().unwrap_or(std::path::Path::new("/"));
-    let path = dir.join(bpftime_supervisor::daemon::trace_pipe::NAME);
+    let path =
+        bpftime_supervisor::daemon::beside(socket, bpftime_supervisor::daemon::trace_pipe::NAME);
     let mut pipe = std::fs::File::open(&path)
         .with_context(|| format!("opening {} (is the daemon running?)", path.display()))?;
     let mut out = std::io::stdout().lock();

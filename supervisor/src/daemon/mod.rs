@@ -71,12 +71,50 @@ pub struct DaemonOpts {
     pub bpffs: Option<PathBuf>,
 }
 
+/// The socket's default name: its daemon's files keep their plain names beside it.
+pub const DEFAULT_SOCKET_NAME: &str = "bpftimed.sock";
+
+/// A file of the daemon listening on `socket`, beside it: `base` for the default socket
+/// name, `<socket name>.<base>` for another, so that daemons whose sockets share a
+/// directory never share a bpffs or a trace pipe.
+pub fn beside(socket: &Path, base: &str) -> PathBuf {
+    let dir = socket.parent().unwrap_or(Path::new("/run/bpftime"));
+    match socket.file_name().and_then(|n| n.to_str()) {
+        None | Some(DEFAULT_SOCKET_NAME) => dir.join(base),
+        Some(name) => dir.join(format!("{name}.{base}")),
+    }
+}
+
 /// The bpffs directory of a daemon listening on `socket`.
 pub fn default_bpffs(socket: &Path) -> PathBuf {
-    socket
-        .parent()
-        .unwrap_or(Path::new("/run/bpftime"))
-        .join("bpffs")
+    beside(socket, "bpffs")
+}
+
+/// Holds `<bpffs>.lock` for the daemon's life: a second daemon given the same bpffs
+/// (`--bpffs`) refuses to start instead of unmounting the first one's, pins and all.
+fn lock_bpffs(bpffs: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = bpffs.as_os_str().to_owned();
+    name.push(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .with_context(|| format!("opening {}", Path::new(&name).display()))?;
+    // SAFETY: flock() on an fd we own; no pointers.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        bail!(
+            "{} is the bpffs of another running daemon; give this one its own (--bpffs)",
+            bpffs.display()
+        );
+    }
+    Ok(f)
 }
 
 impl Daemon {
@@ -175,11 +213,13 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
     }
     let bpffs = opts.bpffs.clone().unwrap_or_else(|| default_bpffs(&socket));
     std::fs::create_dir_all(&bpffs).with_context(|| format!("creating {}", bpffs.display()))?;
+    let _bpffs_lock = lock_bpffs(&bpffs)?;
+    // Only now is a mount there stale (a daemon that died): no live daemon holds it.
     let _ = bpftime_fs::BpfFs::cleanup_stale(&bpffs);
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
-    let trace = match trace_pipe::TracePipe::create(socket.parent().unwrap_or(Path::new("/"))) {
+    let trace = match trace_pipe::TracePipe::create(&beside(&socket, trace_pipe::NAME)) {
         Ok(t) => Some(Arc::new(t)),
         Err(e) => {
             tracing::warn!(error = %e, "no trace pipe: bpf_trace_printk goes to the log only");

@@ -30,9 +30,10 @@ pub struct Task<'a> {
 }
 
 impl TracePipe {
-    /// Create (or replace a stale) FIFO `dir/trace_pipe`, readable by root only.
-    pub fn create(dir: &Path) -> std::io::Result<Self> {
-        let path = dir.join(NAME);
+    /// Create (or replace a stale) FIFO at `path` (`<socket dir>/trace_pipe` for the
+    /// default socket, see `daemon::beside`), readable by root only.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let path = path.to_path_buf();
         let _ = std::fs::remove_file(&path);
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
         let file = OpenOptions::new()
@@ -134,7 +135,7 @@ mod tests {
     fn fifo_keeps_lines_until_read_and_drops_when_full() {
         let dir = std::env::temp_dir().join(format!("bt-trace-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = TracePipe::create(&dir).unwrap();
+        let p = TracePipe::create(&dir.join(NAME)).unwrap();
         let t = Task { comm: "t", pid: 1 };
         p.print(&t, "one");
         p.print(&t, "two");
