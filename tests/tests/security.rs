@@ -348,3 +348,55 @@ fn daemons_sharing_a_directory_keep_their_pins() {
         String::from_utf8_lossy(&out_c.stderr)
     );
 }
+
+/// `bpf_spin_lock` cannot hang the daemon: a lock on the stack, a second lock, an exit
+/// or a helper call while holding one, an unlock without a lock are refused at load as
+/// the kernel refuses them; a run that faults while holding a lock gives it back (the
+/// kernel refuses that program at load for its out-of-bounds read; bpftime, which does
+/// not track ranges yet, aborts it at run time), so the next program still locks.
+#[test]
+fn spin_locks_cannot_hang_the_daemon() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_spinlock");
+    let client = gcc(tmp.path(), "sv_spinlock_prog.c", "slp", false, &["-lbpf"]);
+    let client = client.to_str().unwrap();
+    let native = stdout_ok(
+        &Command::new(client).output().unwrap(),
+        "spin lock programs (kernel)",
+    );
+    assert!(native.contains("exit_held EINVAL"), "{native}");
+    let d = Daemon::start();
+    let mut child = d.run_cmd(&[client]).stdout(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("spin lock programs hung under bpftime:\n{}", d.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ours = stdout_ok(
+        &child.wait_with_output().unwrap(),
+        "spin lock programs (bpftime)",
+    );
+    let norm = |s: &str| -> String {
+        s.lines()
+            .map(|l| {
+                if l.starts_with("fault_held ") {
+                    "fault_held (refused or aborted)"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        ours.contains("fault_held ran 0 0") || ours.contains("fault_held EACCES"),
+        "{ours}"
+    );
+    assert_eq!(norm(&ours), norm(&native), "{}", d.log());
+}

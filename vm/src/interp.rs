@@ -127,6 +127,8 @@ pub(crate) struct RunCtx<'a> {
     /// `scratch.regions` for the rest of the run. The JIT primes its region cache
     /// with it when a helper returns its start (a map value from a lookup).
     pub(crate) last_region: Region,
+    /// The `bpf_spin_lock` word this run holds (0: none), released when the run ends.
+    pub(crate) held_lock: u64,
 }
 
 pub(crate) enum End {
@@ -185,6 +187,7 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         budget: BUDGET,
         may_goto: MAY_GOTO_BUDGET,
         last_region: Region::new(0, 0, false),
+        held_lock: 0,
     };
     let r1 = a.r1;
     let mut args = [r1, a.r2, 0, 0, 0];
@@ -210,8 +213,16 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         }
     };
     let RunCtx {
-        scratch, redirect, ..
+        scratch,
+        redirect,
+        held_lock,
+        ..
     } = rc;
+    if held_lock != 0 {
+        // Only a fault can end a run holding a lock (the verifier refuses an exit with
+        // one held): give it back, or every later run and BPF_F_LOCK update would spin.
+        crate::maps::spin_unlock_addr(held_lock);
+    }
     put_scratch(scratch);
     (res, redirect)
 }
@@ -959,6 +970,10 @@ impl HelperCtx for RunCtx<'_> {
 
     fn cpu(&self) -> u32 {
         self.cpu
+    }
+
+    fn held_lock(&mut self) -> &mut u64 {
+        &mut self.held_lock
     }
 
     fn redirect(&mut self) -> &mut RedirectInfo {

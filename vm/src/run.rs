@@ -178,6 +178,9 @@ pub trait HelperCtx {
     fn xdp(&mut self) -> &mut XdpCtx;
     /// The CPU slot of this run (per-CPU maps, `get_smp_processor_id`).
     fn cpu(&self) -> u32;
+    /// The address of the `bpf_spin_lock` this run holds (0: none). The run releases it
+    /// when it ends, whatever ended it, so that no lock outlives its holder.
+    fn held_lock(&mut self) -> &mut u64;
     /// Redirect state set by `bpf_redirect*`.
     fn redirect(&mut self) -> &mut RedirectInfo;
     /// Request a tail call to `prog`; the interpreter performs it when the helper

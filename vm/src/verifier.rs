@@ -112,7 +112,14 @@ type Slots = [Reg; SLOTS];
 struct State {
     regs: [Reg; 11],
     slots: Rc<Slots>,
+    /// `bpf_spin_lock` state over the paths reaching here: LOCK_FREE / LOCK_HELD bits.
+    lock: u8,
 }
+
+/// No `bpf_spin_lock` held on some path.
+const LOCK_FREE: u8 = 1;
+/// A `bpf_spin_lock` held on some path.
+const LOCK_HELD: u8 = 2;
 
 fn scalar_slots() -> Rc<Slots> {
     Rc::new([Reg::kind(K_SCALAR); SLOTS])
@@ -123,10 +130,12 @@ impl State {
         State {
             regs: [Reg::kind(K_UNINIT); 11],
             slots: slots.clone(),
+            lock: LOCK_FREE,
         }
     }
     fn join_from(&mut self, o: &State) -> bool {
-        let mut changed = false;
+        let mut changed = self.lock | o.lock != self.lock;
+        self.lock |= o.lock;
         for (a, b) in self.regs.iter_mut().zip(o.regs.iter()) {
             let j = a.join(*b);
             if j != *a {
@@ -180,6 +189,8 @@ struct Seen {
     /// Stack offset of the memory base register: 0 none seen, 1 one value, 2 several/unknown.
     off_state: u8,
     off: i32,
+    /// `State::lock` joined over all visits.
+    lock: u8,
 }
 
 fn jump_target(i: usize, insn: Insn) -> i64 {
@@ -1093,6 +1104,7 @@ fn analyse(
             let insn = insns[pc];
             let sn = &mut seen[pc];
             sn.visited = true;
+            sn.lock |= s.lock;
             for r in 0..11 {
                 sn.k[r] |= s.regs[r].k;
             }
@@ -1238,6 +1250,11 @@ fn analyse(
                         }
                     }
                     BPF_CALL => {
+                        match insn.imm as u32 {
+                            crate::helpers::id::SPIN_LOCK => s.lock = LOCK_HELD,
+                            crate::helpers::id::SPIN_UNLOCK => s.lock = LOCK_FREE,
+                            _ => {}
+                        }
                         s.regs[0] = Reg::kind(K_SCALAR | K_PTR);
                         for r in 1..=5 {
                             s.regs[r] = Reg::kind(K_UNINIT);
@@ -1592,8 +1609,43 @@ fn check_types(
                 }
             }
             BPF_JMP | BPF_JMP32 => match op {
-                BPF_EXIT => read(log, 0)?,
+                BPF_EXIT => {
+                    read(log, 0)?;
+                    if sn.lock & LOCK_HELD != 0 {
+                        return Err(fail(
+                            EINVAL,
+                            log,
+                            format!("{i}: bpf_spin_unlock is missing"),
+                        ));
+                    }
+                }
                 BPF_CALL if insn.src == 0 && !x => {
+                    let held = sn.lock & LOCK_HELD != 0;
+                    match insn.imm as u32 {
+                        crate::helpers::id::SPIN_LOCK if held => {
+                            return Err(fail(
+                                EINVAL,
+                                log,
+                                format!("{i}: Locking two bpf_spin_locks are not allowed"),
+                            ));
+                        }
+                        crate::helpers::id::SPIN_UNLOCK if sn.lock & LOCK_FREE != 0 => {
+                            return Err(fail(
+                                EINVAL,
+                                log,
+                                format!("{i}: bpf_spin_unlock without taking a lock"),
+                            ));
+                        }
+                        crate::helpers::id::SPIN_LOCK | crate::helpers::id::SPIN_UNLOCK => {}
+                        _ if held => {
+                            return Err(fail(
+                                EINVAL,
+                                log,
+                                format!("{i}: function calls are not allowed while holding a lock"),
+                            ));
+                        }
+                        _ => {}
+                    }
                     if let Some(spec) = helper_specs[i] {
                         for (a, kind) in spec.args.iter().enumerate() {
                             let r = a as u8 + 1;
@@ -1605,6 +1657,12 @@ fn check_types(
                             let bad = match kind {
                                 ArgKind::Ctx => rk & K_CTX == 0,
                                 ArgKind::Map => rk & (K_MAP | K_PTR) == 0,
+                                // A map value's lock: never the stack, the context, a
+                                // map or a function, nor a value that is only a number.
+                                ArgKind::SpinLock => {
+                                    rk & (K_STACK | K_CTX | K_CTXMOD | K_MAP | K_FUNC) != 0
+                                        || rk & K_PTR == 0
+                                }
                                 _ => false,
                             };
                             if bad {
@@ -1620,6 +1678,13 @@ fn check_types(
                             }
                         }
                     }
+                }
+                BPF_CALL if sn.lock & LOCK_HELD != 0 => {
+                    return Err(fail(
+                        EINVAL,
+                        log,
+                        format!("{i}: function calls are not allowed while holding a lock"),
+                    ));
                 }
                 BPF_CALL | BPF_JA | BPF_JCOND => {}
                 _ => {

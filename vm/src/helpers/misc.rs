@@ -78,23 +78,46 @@ pub fn bpf_loop(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fault> {
 
 /// `long bpf_spin_lock(struct bpf_spin_lock *lock)`.
 pub fn spin_lock(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fault> {
+    // The verifier refuses a second lock; this backs it up (a self-deadlock would spin
+    // forever).
+    if *ctx.held_lock() != 0 {
+        return Err(Fault::Helper {
+            id: 93,
+            why: "a bpf_spin_lock is already held",
+        });
+    }
     let b = ctx.read(a[0], 4)?;
     let w = crate::maps::shmem::lock_word(a[0], b).ok_or(Fault::Helper {
         id: 93,
         why: "unaligned spin lock",
     })?;
-    crate::maps::spin_lock(w);
+    // Holders are programs (short critical sections, no helper calls) and BPF_F_LOCK
+    // copies: a second is far beyond any of them.
+    if !crate::maps::spin_lock(w, std::time::Duration::from_secs(1)) {
+        return Err(Fault::Helper {
+            id: 93,
+            why: "bpf_spin_lock held for over a second",
+        });
+    }
+    *ctx.held_lock() = a[0];
     Ok(0)
 }
 
 /// `long bpf_spin_unlock(struct bpf_spin_lock *lock)`.
 pub fn spin_unlock(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fault> {
+    if *ctx.held_lock() != a[0] {
+        return Err(Fault::Helper {
+            id: 94,
+            why: "bpf_spin_unlock of a lock this run does not hold",
+        });
+    }
     let b = ctx.read(a[0], 4)?;
     let w = crate::maps::shmem::lock_word(a[0], b).ok_or(Fault::Helper {
         id: 94,
         why: "unaligned spin lock",
     })?;
     w.store(0, Ordering::Release);
+    *ctx.held_lock() = 0;
     Ok(0)
 }
 

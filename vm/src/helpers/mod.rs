@@ -41,6 +41,8 @@ pub enum ArgKind {
     Ctx,
     /// A BPF function (`ld_imm64 FUNC`).
     Func,
+    /// A `struct bpf_spin_lock` in a map value.
+    SpinLock,
 }
 
 /// One helper.
@@ -232,14 +234,14 @@ static TABLE: &[HelperSpec] = &[
         id::SPIN_LOCK,
         "spin_lock",
         misc::spin_lock,
-        [A, N, N, N, N],
+        [ArgKind::SpinLock, N, N, N, N],
         false
     ),
     h!(
         id::SPIN_UNLOCK,
         "spin_unlock",
         misc::spin_unlock,
-        [A, N, N, N, N],
+        [ArgKind::SpinLock, N, N, N, N],
         false
     ),
     h!(

@@ -22,6 +22,7 @@ pub struct TestCtx {
     pub scratch: Box<[u64]>,
     /// Frame buffer (registered as a writable region).
     pub frame: Box<[u64]>,
+    pub held_lock: u64,
 }
 
 pub struct TraceHost(pub Mutex<Vec<String>>);
@@ -50,6 +51,7 @@ impl TestCtx {
             callback: Box::new(|_, _| 0),
             scratch,
             frame,
+            held_lock: 0,
         };
         let s = c.scratch.as_ptr() as u64;
         c.regions.push(Region::new(s, 4096, true));
@@ -144,6 +146,9 @@ impl HelperCtx for TestCtx {
     }
     fn cpu(&self) -> u32 {
         self.cpu
+    }
+    fn held_lock(&mut self) -> &mut u64 {
+        &mut self.held_lock
     }
     fn redirect(&mut self) -> &mut RedirectInfo {
         &mut self.redirect

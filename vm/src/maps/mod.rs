@@ -451,27 +451,45 @@ pub(crate) fn read_value_skip_lock(
 /// Run `f` holding the value's `bpf_spin_lock` at `lock_off` (BPF_F_LOCK).
 pub(crate) fn with_value_lock<R>(mem: &shmem::Shmem, lock_off: usize, f: impl FnOnce() -> R) -> R {
     let w = mem.u32_at(lock_off);
-    spin_lock(w);
+    // A program holds a lock only within its run (a run that ends, even by a fault,
+    // gives it back), so this ends.
+    while !spin_lock(w, std::time::Duration::from_secs(1)) {}
     let r = f();
     w.store(0, std::sync::atomic::Ordering::Release);
     r
 }
 
-/// Acquire a `bpf_spin_lock` word.
-pub(crate) fn spin_lock(w: &std::sync::atomic::AtomicU32) {
+/// Acquire a `bpf_spin_lock` word; `false` when it stayed taken for `max` (a holder
+/// that never gives it back must not hang the caller).
+pub(crate) fn spin_lock(w: &std::sync::atomic::AtomicU32, max: std::time::Duration) -> bool {
     use std::sync::atomic::Ordering;
     let mut spins = 0u32;
+    let mut since: Option<std::time::Instant> = None;
     while w
         .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
         spins += 1;
         if spins > 1000 {
+            let t0 = *since.get_or_insert_with(std::time::Instant::now);
+            if t0.elapsed() >= max {
+                return false;
+            }
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
         }
     }
+    true
+}
+
+/// Releases the lock word at `addr`, taken by [`spin_lock`] in a run that still holds
+/// the memory alive (its maps).
+pub(crate) fn spin_unlock_addr(addr: u64) {
+    // SAFETY: `addr` is the 4-byte aligned lock word a helper of the running program
+    // checked and locked; the program's maps (and so the value) outlive the run.
+    let w = unsafe { &*(addr as *const std::sync::atomic::AtomicU32) };
+    w.store(0, std::sync::atomic::Ordering::Release);
 }
 
 /// The handle a program register holds for `map` (`ld_imm64 MAP_FD`): the address
