@@ -367,36 +367,44 @@ fn spin_locks_cannot_hang_the_daemon() {
         "spin lock programs (kernel)",
     );
     assert!(native.contains("exit_held EINVAL"), "{native}");
-    let d = Daemon::start();
-    let mut child = d.run_cmd(&[client]).stdout(Stdio::piped()).spawn().unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("spin lock programs hung under bpftime:\n{}", d.log());
+    // Both back ends: the JIT, then the interpreter (the daemon reads BPFTIME_JIT; each
+    // test is its own process under nextest, so setting it here touches no other test).
+    for jit in ["1", "0"] {
+        std::env::set_var("BPFTIME_JIT", jit);
+        let d = Daemon::start();
+        let mut child = d.run_cmd(&[client]).stdout(Stdio::piped()).spawn().unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "JIT={jit}: spin lock programs hung under bpftime:\n{}",
+                    d.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let ours = stdout_ok(
+            &child.wait_with_output().unwrap(),
+            "spin lock programs (bpftime)",
+        );
+        let norm = |s: &str| -> String {
+            s.lines()
+                .map(|l| {
+                    if l.starts_with("fault_held ") {
+                        "fault_held (refused or aborted)"
+                    } else {
+                        l
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(
+            ours.contains("fault_held ran 0 0") || ours.contains("fault_held EACCES"),
+            "JIT={jit}: {ours}"
+        );
+        assert_eq!(norm(&ours), norm(&native), "JIT={jit}: {}", d.log());
     }
-    let ours = stdout_ok(
-        &child.wait_with_output().unwrap(),
-        "spin lock programs (bpftime)",
-    );
-    let norm = |s: &str| -> String {
-        s.lines()
-            .map(|l| {
-                if l.starts_with("fault_held ") {
-                    "fault_held (refused or aborted)"
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert!(
-        ours.contains("fault_held ran 0 0") || ours.contains("fault_held EACCES"),
-        "{ours}"
-    );
-    assert_eq!(norm(&ours), norm(&native), "{}", d.log());
 }
