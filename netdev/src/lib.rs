@@ -21,11 +21,12 @@
 //! - XDP_DROP: the frame goes back to the FILL ring;
 //! - XDP_TX: the frame (with the program's rewrites, from `data` to `data_end`) goes
 //!   on the same socket's TX ring, and back to FILL once the kernel completed it;
-//! - XDP_PASS: the frame (metadata included) is handed to the kernel stack as if
-//!   received on that interface and queue: `BPF_PROG_TEST_RUN` with
+//! - XDP_PASS: the frame is handed to the kernel stack as if received on that
+//!   interface. Native (DRV) mode: written to the attachment's TAP device, whose TC
+//!   ingress program redirects it into the interface ([`tap`]; a few µs per frame).
+//!   Generic (SKB) mode, frames with metadata, or no TAP: `BPF_PROG_TEST_RUN` with
 //!   `BPF_F_TEST_XDP_LIVE_FRAMES` on the pass stub, from the worker thread (in the
-//!   interface's namespace). One syscall per frame: a test run repeats one buffer,
-//!   so frames cannot be batched into one call;
+//!   interface's namespace), ~20 µs per frame and a page pool per call;
 //! - XDP_REDIRECT: by ifindex (`bpf_redirect`) or through a DEVMAP/DEVMAP_HASH entry
 //!   (`bpf_redirect_map`, with BPF_F_BROADCAST / BPF_F_EXCLUDE_INGRESS). To the
 //!   ingress interface itself it is XDP_TX; to another interface of the namespace
@@ -77,8 +78,8 @@
 //!   program sees the completed bytes (the kernel's would see the partial ones).
 //! - One 4 KiB frame per packet: no multi-buffer (jumbo frames, GRO aggregates in
 //!   generic mode) frames; the kernel drops what does not fit the socket's frame.
-//! - XDP_PASS costs one `BPF_PROG_TEST_RUN` syscall per frame (a test run repeats
-//!   one buffer; different frames cannot share a call).
+//! - XDP_PASS in generic mode costs one `BPF_PROG_TEST_RUN` syscall per frame (a test
+//!   run repeats one buffer; different frames cannot share a call).
 //! - XSKMAP and CPUMAP redirect targets are counted as redirect failures (DEVMAP
 //!   and DEVMAP_HASH work, with their entries' programs).
 //! - The `cpu` a program sees is the worker's pinned CPU, or `sched_getcpu()` when
@@ -102,6 +103,7 @@ pub mod live;
 pub mod netns;
 pub mod stub;
 mod sys;
+pub mod tap;
 mod vmprog;
 mod worker;
 mod xsk;
@@ -489,6 +491,20 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
         sys::prog_load_xdp(&stub::pass_stub(tok_fd), "bpftime_pass")
             .map_err(kernel("load pass stub"))?,
     );
+    // Native mode: PASS through a TAP (see `tap`), live frames as the fallback.
+    let reinject = match spec.mode {
+        XdpMode::Drv => match tap::Reinject::new(ifindex) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                tracing::warn!(
+                    ifindex,
+                    "no TAP reinjection, XDP_PASS uses live frames: {e}"
+                );
+                None
+            }
+        },
+        XdpMode::Skb => None,
+    };
     let mut sockets = Vec::new();
     for q in 0..nq {
         let x =
@@ -513,6 +529,7 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
             queue: q as u32,
             prog: prog.clone(),
             pass_stub: pass.clone(),
+            reinject: reinject.clone(),
             counters: c,
             stop: stop.clone(),
             pin: spec.cpu_pinning.then_some(q % ncpu),

@@ -109,6 +109,19 @@ pub fn pass_stub(token_map: Option<i32>) -> Vec<u64> {
     v
 }
 
+/// The TC ingress program of the reinjection TAP (`tap`):
+/// `return bpf_redirect(target_ifindex, BPF_F_INGRESS);` (TC_ACT_REDIRECT).
+pub fn tap_redirect_stub(target_ifindex: u32) -> Vec<u64> {
+    const HELPER_REDIRECT: i32 = 23;
+    const BPF_F_INGRESS: i32 = 1;
+    vec![
+        mov64_imm(1, target_ifindex as i32),
+        mov64_imm(2, BPF_F_INGRESS),
+        call(HELPER_REDIRECT),
+        exit(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,10 +83,20 @@ pub fn prog_load_xdp(insns: &[u64], name: &str) -> io::Result<OwnedFd> {
 /// `BPF_PROG_LOAD` of an XDP program with another expected attach type (BPF_XDP_DEVMAP
 /// 33, BPF_XDP_CPUMAP 35): the supervisor's probes of the kernel's attach checks.
 pub fn prog_load_xdp_as(insns: &[u64], name: &str, attach_type: u32) -> io::Result<OwnedFd> {
+    prog_load(PROG_TYPE_XDP, insns, name, attach_type)
+}
+
+/// `BPF_PROG_LOAD` of a program of `prog_type` from raw instructions.
+pub fn prog_load(
+    prog_type: u32,
+    insns: &[u64],
+    name: &str,
+    attach_type: u32,
+) -> io::Result<OwnedFd> {
     let mut log = vec![0u8; 4096];
     let license = b"GPL\0";
     let mut attr = [0u8; ATTR_SIZE];
-    put32(&mut attr, 0, PROG_TYPE_XDP);
+    put32(&mut attr, 0, prog_type);
     put32(&mut attr, 4, insns.len() as u32);
     put64(&mut attr, 8, insns.as_ptr() as u64);
     put64(&mut attr, 16, license.as_ptr() as u64);
@@ -112,10 +122,20 @@ pub fn prog_load_xdp_as(insns: &[u64], name: &str, attach_type: u32) -> io::Resu
 /// `BPF_LINK_CREATE` of an XDP program on `ifindex` (resolved in the calling
 /// thread's network namespace) with the mode flags (XDP_FLAGS_SKB_MODE 2 / DRV_MODE 4).
 pub fn link_create_xdp(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+    link_create(prog, ifindex, ATTACH_XDP, flags)
+}
+
+/// `BPF_LINK_CREATE` of `prog` on device `ifindex` with `attach_type`.
+pub fn link_create(
+    prog: &OwnedFd,
+    ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+) -> io::Result<OwnedFd> {
     let mut attr = [0u8; ATTR_SIZE];
     put32(&mut attr, 0, prog.as_raw_fd() as u32);
     put32(&mut attr, 4, ifindex);
-    put32(&mut attr, 8, ATTACH_XDP);
+    put32(&mut attr, 8, attach_type);
     put32(&mut attr, 12, flags);
     bpf(BPF_LINK_CREATE, &mut attr).map(owned)
 }

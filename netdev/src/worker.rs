@@ -89,6 +89,8 @@ pub(crate) struct Worker {
     pub stop: Arc<AtomicBool>,
     pub pin: Option<usize>,
     pub ptx: Option<PacketTx>,
+    /// The TAP reinjection path of native mode (PASS without metadata).
+    pub reinject: Option<Arc<crate::tap::Reinject>>,
     /// A frame-sized buffer for DEVMAP programs (they run on a copy).
     pub scratch: Vec<u8>,
 }
@@ -255,11 +257,21 @@ impl Worker {
                 inc(&self.counters.pass, 1);
                 let meta = (ctx.data - ctx.data_meta) as u32;
                 let ok = match self.xsk.bytes(ctx.data_meta - base, (plen + meta) as usize) {
-                    Some(bytes) => {
-                        sys::test_run_live(&self.pass_stub, bytes, meta, self.ifindex, self.queue)
-                            .map_err(|e| tracing::debug!("pass reinjection: {e}"))
-                            .is_ok()
-                    }
+                    Some(bytes) => match &self.reinject {
+                        Some(tap) if meta == 0 => tap
+                            .send(bytes)
+                            .map_err(|e| tracing::debug!("pass reinjection (TAP): {e}"))
+                            .is_ok(),
+                        _ => sys::test_run_live(
+                            &self.pass_stub,
+                            bytes,
+                            meta,
+                            self.ifindex,
+                            self.queue,
+                        )
+                        .map_err(|e| tracing::debug!("pass reinjection: {e}"))
+                        .is_ok(),
+                    },
                     None => false,
                 };
                 if !ok {

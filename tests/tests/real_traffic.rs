@@ -172,6 +172,24 @@ fn ip_xdp(d: Option<&Daemon>, pair: &VethPair, dev: &str, args: &[&str]) {
     );
 }
 
+/// SO_BINDTODEVICE: the socket only takes datagrams received on `dev`, so a frame
+/// passed back into the stack must arrive as received on the interface itself.
+fn bound_to_device(s: UdpSocket, dev: &str) -> UdpSocket {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt with a live buffer of dev.len() bytes.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_BINDTODEVICE {dev}");
+    s
+}
+
 fn run_case(
     d: Option<&Daemon>,
     pair: &VethPair,
@@ -187,7 +205,7 @@ fn run_case(
         .b
         .run(|| {
             (
-                UdpSocket::bind("10.77.0.2:7001").unwrap(),
+                bound_to_device(UdpSocket::bind("10.77.0.2:7001").unwrap(), "veth-b"),
                 UdpSocket::bind("[fd77::2]:7001").unwrap(),
                 with_vlan.then(|| UdpSocket::bind("10.78.5.2:7001").unwrap()),
                 UdpSocket::bind("10.77.0.2:7000").unwrap(),

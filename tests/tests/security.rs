@@ -408,3 +408,76 @@ fn spin_locks_cannot_hang_the_daemon() {
         assert_eq!(norm(&ours), norm(&native), "JIT={jit}: {}", d.log());
     }
 }
+
+/// A daemon killed with SIGKILL leaves its FUSE bpffs mounted but dead (stat answers
+/// ENOTCONN); the next daemon on the same socket clears it and starts.
+#[test]
+fn a_daemon_restarts_after_kill_9() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let dir = TempDir::new("sec_restart");
+    let sock = dir.path().join("bpftimed.sock");
+    let start = || {
+        let c = Command::new(bin("bpftime"))
+            .arg("daemon")
+            .arg("--socket")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            if t0.elapsed() > Duration::from_secs(10) {
+                return Err(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(c)
+    };
+    let mut first = start().unwrap_or_else(|_| panic!("first daemon did not start"));
+    // Wait for the bpffs to be mounted, then kill -9.
+    let bpffs = dir.path().join("bpffs");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(bpffs.to_str().unwrap())
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no bpffs mount");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap();
+    let _ = first.wait();
+    // The kernel aborts the FUSE connection once the last reference to it is gone.
+    let t0 = Instant::now();
+    while std::fs::metadata(&bpffs).is_ok() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = start();
+    let stop = || {
+        let _ = Command::new(bin("bpftime"))
+            .arg("stop")
+            .arg("--socket")
+            .arg(&sock)
+            .output();
+    };
+    match second {
+        Ok(mut c) => {
+            stop();
+            let _ = c.wait();
+        }
+        Err(c) => {
+            let out = c.wait_with_output().unwrap();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&bpffs)
+                .status();
+            panic!(
+                "no restart after kill -9: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

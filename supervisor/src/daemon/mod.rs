@@ -212,10 +212,15 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&socket);
     }
     let bpffs = opts.bpffs.clone().unwrap_or_else(|| default_bpffs(&socket));
-    std::fs::create_dir_all(&bpffs).with_context(|| format!("creating {}", bpffs.display()))?;
+    if let Some(parent) = bpffs.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     let _bpffs_lock = lock_bpffs(&bpffs)?;
-    // Only now is a mount there stale (a daemon that died): no live daemon holds it.
+    // Only now is a mount there stale (a daemon that died, killed): no live daemon holds
+    // it. It must go before the directory is looked at (stat answers ENOTCONN).
     let _ = bpftime_fs::BpfFs::cleanup_stale(&bpffs);
+    std::fs::create_dir_all(&bpffs).with_context(|| format!("creating {}", bpffs.display()))?;
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
