@@ -322,3 +322,131 @@ fn default_offloads_deliver_what_the_kernel_delivers() {
         "{st}"
     );
 }
+
+/// RTTs of `count` pings at `interval` seconds, in µs, sorted.
+fn ping_rtts(pair: &VethPair, count: u32, interval: &str) -> Vec<f64> {
+    let out = pair
+        .a
+        .command(
+            "ping",
+            &[
+                "-n",
+                "-c",
+                &count.to_string(),
+                "-i",
+                interval,
+                "-W",
+                "1",
+                "10.77.0.2",
+            ],
+        )
+        .output()
+        .unwrap();
+    let mut v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|ms| ms * 1000.0)
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// iperf3 TCP from a to b for `secs`: (Mbit/s received, retransmits).
+fn iperf(pair: &VethPair, secs: u32) -> (f64, u64) {
+    let mut server = pair
+        .b
+        .command("iperf3", &["-s", "-1", "-B", "10.77.0.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = pair
+        .a
+        .command(
+            "timeout",
+            &[
+                "20",
+                "iperf3",
+                "-c",
+                "10.77.0.2",
+                "-t",
+                &secs.to_string(),
+                "-J",
+            ],
+        )
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let end = &v["end"];
+    (
+        end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e6,
+        end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Kernel XDP vs bpftime, same run, pass-all program on veth-b with default offloads:
+/// TCP throughput (iperf3, 4 s), idle ping RTT p50/p99 (100 pings, 20 ms apart) and the
+/// worker's CPU. Run with
+/// `cargo test --release -p bpftime-tests --test real_traffic -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn traffic_bench() {
+    if !require(&[
+        Need::Root,
+        Need::Bpf,
+        Need::Netns,
+        Need::Fuse,
+        Need::Clang,
+        Need::Tool("iperf3"),
+    ]) {
+        return;
+    }
+    let tmp = TempDir::new("traffic_bench");
+    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
+    let obj = obj.to_str().unwrap();
+    let pair = VethPair::new("tbench").unwrap();
+    pair.wait_up(Duration::from_secs(5)).unwrap();
+    let d = Daemon::start();
+    let dev = pair.if_b.clone();
+    println!(
+        "{:<11} {:<8} {:>10} {:>6} {:>9} {:>9}",
+        "mode", "who", "TCP Mbit/s", "retr", "RTT p50", "RTT p99"
+    );
+    for mode in ["xdpgeneric", "xdpdrv"] {
+        let mut kernel_tcp = 0.0;
+        for ours in [false, true] {
+            let dm = ours.then_some(&d);
+            ip_xdp(dm, &pair, &dev, &[mode, "obj", obj, "sec", "xdp"]);
+            let (tcp, retr) = iperf(&pair, 4);
+            let rtt = ping_rtts(&pair, 100, "0.02");
+            ip_xdp(dm, &pair, &dev, &[mode, "off"]);
+            let who = if ours { "bpftime" } else { "kernel" };
+            let ratio = if ours && kernel_tcp > 0.0 {
+                format!(" ({:.0}% of the kernel)", 100.0 * tcp / kernel_tcp)
+            } else {
+                String::new()
+            };
+            if !ours {
+                kernel_tcp = tcp;
+            }
+            println!(
+                "{mode:<11} {who:<8} {tcp:>10.0} {retr:>6} {:>7.0}us {:>7.0}us{ratio}",
+                pct(&rtt, 0.5),
+                pct(&rtt, 0.99)
+            );
+        }
+    }
+}
