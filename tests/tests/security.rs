@@ -481,3 +481,24 @@ fn a_daemon_restarts_after_kill_9() {
         }
     }
 }
+
+/// Calls with two faults at once answer the errno the kernel's order of checks gives
+/// (`bpf_prog_load` copies instructions and license before it looks at the device; a NULL
+/// license is EFAULT; `bpf_raw_tracepoint_open` looks the program fd up first).
+#[test]
+fn errno_order_matches_the_kernel() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_errno_order");
+    let client = gcc(tmp.path(), "sv_errno_order.c", "eo", false, &[]);
+    let client = client.to_str().unwrap();
+    let native = stdout_ok(
+        &Command::new(client).output().unwrap(),
+        "errno order (kernel)",
+    );
+    assert!(native.contains("rawtp.closed_fd EBADF"), "{native}");
+    let d = Daemon::start();
+    let ours = stdout_ok(&d.run(&[client]), "errno order (bpftime)");
+    assert_same_lines(&native, &ours, Some(&d));
+}

@@ -299,8 +299,18 @@ fn dispatch_inner(call: &Call<'_>, c: i32) -> Reply {
         LINK_CREATE => link::link_create(call, &attr),
         LINK_UPDATE => link::link_update(call, &attr),
         LINK_DETACH => link::link_detach(call, &attr),
+        RAW_TRACEPOINT_OPEN => raw_tracepoint_open(call, &attr),
         _ => unsupported(call, c),
     }
+}
+
+/// BPF_RAW_TRACEPOINT_OPEN: bpftime runs no tracing programs, so every program is the
+/// wrong type (EINVAL); but `bpf_prog_get` comes first: a closed fd is EBADF.
+fn raw_tracepoint_open(call: &Call<'_>, a: &Attr) -> Reply {
+    if let Err(e) = call.fd_key(a.i32(8)) {
+        return Reply::Errno(e);
+    }
+    unsupported(call, cmd::RAW_TRACEPOINT_OPEN)
 }
 
 /// A command bpftime does not emulate: the kernel's answer for a missing feature.

@@ -114,20 +114,18 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     if prog_type == prog_type::XDP && !(creds.has(cap::NET_ADMIN) || creds.has(cap::SYS_ADMIN)) {
         return Err(libc::EPERM);
     }
-    if a.u32(64) != 0 {
-        // prog_ifindex: offload needs a device driver that offloads.
-        return Err(libc::EINVAL);
-    }
     if a.u64(152) != 0 || a.u32(160) != 0 || a.i32(164) != 0 {
         // Signed programs are not emulated.
         return Err(libc::EINVAL);
     }
-    let license = if a.u64(16) != 0 {
-        call.read_cstr(a.u64(16), 127).map_err(|_| libc::EFAULT)?
-    } else {
-        vec![]
-    };
+    // bpf_prog_load copies the instructions, then the license (a NULL one is EFAULT),
+    // before it looks at the device.
     let insns = call.read(a.u64(8), insn_cnt as usize * 8)?;
+    let license = call.read_cstr(a.u64(16), 127).map_err(|_| libc::EFAULT)?;
+    if a.u32(64) != 0 {
+        // prog_ifindex: offload needs a device driver that offloads.
+        return Err(libc::EINVAL);
+    }
     let mut raw_name = [0u8; 16];
     raw_name.copy_from_slice(&a.b[48..64]);
     let name = super::obj_name(&raw_name)?;
