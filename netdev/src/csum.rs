@@ -71,7 +71,7 @@ pub fn fold(mut acc: u64) -> u16 {
 }
 
 /// The L3 header offset and ethertype after up to two VLAN tags.
-fn l3(frame: &[u8]) -> Option<(usize, u16)> {
+pub(crate) fn l3(frame: &[u8]) -> Option<(usize, u16)> {
     let mut off = 12;
     let mut proto = be16(frame, off)?;
     for _ in 0..2 {

@@ -76,8 +76,11 @@
 //!   which AF_XDP does not report: [`csum`] recognises it on the frame as received
 //!   and completes it after the program for PASS, TX and REDIRECT. A DEVMAP entry's
 //!   program sees the completed bytes (the kernel's would see the partial ones).
-//! - One 4 KiB frame per packet: no multi-buffer (jumbo frames, GRO aggregates in
-//!   generic mode) frames; the kernel drops what does not fit the socket's frame.
+//! - Generic mode takes packets larger than a 4 KiB frame (GSO super-frames) as
+//!   descriptor chains (`XDP_USE_SG`) and runs the program on the whole packet; what it
+//!   passes, sends or redirects is cut to the MTU if it is TCP ([`gso`]), else refused
+//!   (counted as a failure). Native mode takes one frame per packet (veth refuses a
+//!   native program without frags support above a 4 KiB MTU, as for the kernel's).
 //! - XDP_PASS in generic mode costs one `BPF_PROG_TEST_RUN` syscall per frame (a test
 //!   run repeats one buffer; different frames cannot share a call).
 //! - XSKMAP and CPUMAP redirect targets are counted as redirect failures (DEVMAP
@@ -99,6 +102,7 @@ pub use bpftime_vm::run::{RedirectInfo, XdpCtx};
 mod cpu;
 pub mod csum;
 pub mod fib;
+pub mod gso;
 pub mod live;
 pub mod netns;
 pub mod stub;
@@ -508,7 +512,9 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
     let mut sockets = Vec::new();
     for q in 0..nq {
         let x =
-            xsk::Xsk::new(ifindex, q, FRAMES_PER_QUEUE).map_err(kernel("create AF_XDP socket"))?;
+            // Generic mode sees GSO super-frames (see `gso`): take them as chains.
+            xsk::Xsk::new(ifindex, q, FRAMES_PER_QUEUE, spec.mode == XdpMode::Skb)
+                .map_err(kernel("create AF_XDP socket"))?;
         sys::map_update_u32(&xsks, q, x.fd() as u32).map_err(kernel("XSKMAP update"))?;
         sockets.push(x);
     }
@@ -539,6 +545,8 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
                 })
                 .ok(),
             scratch: vec![0; xsk::FRAME_SIZE as usize],
+            mtu: netns::mtu(ifindex).unwrap_or(1500) as usize,
+            big: Vec::new(),
         };
         let h = std::thread::Builder::new()
             .name(format!("xdp-{ifname}-q{q}"))

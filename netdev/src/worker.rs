@@ -93,6 +93,10 @@ pub(crate) struct Worker {
     pub reinject: Option<Arc<crate::tap::Reinject>>,
     /// A frame-sized buffer for DEVMAP programs (they run on a copy).
     pub scratch: Vec<u8>,
+    /// The interface's MTU (segment size for GSO super-frames).
+    pub mtu: usize,
+    /// Where a descriptor chain (a packet over several frames) is put together.
+    pub big: Vec<u8>,
 }
 
 impl Worker {
@@ -102,7 +106,7 @@ impl Worker {
                 tracing::warn!(cpu = c, "cannot pin worker: {e}");
             }
         }
-        let mut descs: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
+        let mut descs: Vec<(u64, u32, bool)> = Vec::with_capacity(BATCH);
         let mut recycle: Vec<u64> = Vec::with_capacity(self.xsk.nframes() as usize);
         let mut txq: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
         let mut tx_inflight: usize = 0;
@@ -115,7 +119,14 @@ impl Worker {
                 tx_inflight -= recycle.len() - before;
             }
             descs.clear();
-            let n = self.xsk.rx_peek(&mut descs, BATCH);
+            let peeked = self.xsk.rx_peek(&mut descs, BATCH);
+            // Whole packets only: a chain (XDP_USE_SG) ends with a descriptor without
+            // the continuation flag; a cut-off chain waits for the next round.
+            let n = descs
+                .iter()
+                .rposition(|d| !d.2)
+                .map_or(0, |i| i + 1)
+                .min(peeked);
             if n == 0 {
                 self.flush(&mut recycle, &mut txq, &mut tx_inflight);
                 if tx_inflight > 0 && self.xsk.tx_needs_wakeup() {
@@ -135,10 +146,19 @@ impl Worker {
             // guard keeps it alive until the batch is done (replace is atomic per packet).
             let slot = self.prog.load();
             let prog = &slot.0;
-            inc(&self.counters.rx, n as u64);
-            for &(addr, len) in &descs {
-                inc(&self.counters.rx_bytes, len as u64);
-                self.one(prog.as_ref(), cpu, addr, len, &mut recycle, &mut txq);
+            let mut i = 0;
+            while i < n {
+                let end = i + descs[i..n].iter().position(|d| !d.2).unwrap_or(n - i - 1) + 1;
+                inc(&self.counters.rx, 1);
+                let bytes: u64 = descs[i..end].iter().map(|d| d.1 as u64).sum();
+                inc(&self.counters.rx_bytes, bytes);
+                if end - i == 1 {
+                    let (addr, len, _) = descs[i];
+                    self.one(prog.as_ref(), cpu, addr, len, &mut recycle, &mut txq);
+                } else {
+                    self.chain(prog.as_ref(), cpu, &descs[i..end], &mut recycle);
+                }
+                i = end;
             }
             drop(slot);
             self.xsk.rx_release(n);
@@ -293,6 +313,117 @@ impl Worker {
                 inc(&self.counters.exceptions, 1);
                 recycle.push(frame);
             }
+        }
+    }
+
+    /// A packet over several frames (a GSO super-frame of generic mode): put together
+    /// in `big`, run like any frame, and what it passes, sends or redirects leaves cut
+    /// to the MTU ([`gso`](crate::gso)): PASS through live frames, TX and REDIRECT
+    /// through AF_PACKET. Its frames go back to FILL.
+    fn chain(
+        &mut self,
+        prog: &dyn XdpProgram,
+        cpu: u32,
+        descs: &[(u64, u32, bool)],
+        recycle: &mut Vec<u64>,
+    ) {
+        let head = XDP_PACKET_HEADROOM;
+        let total: usize = descs.iter().map(|d| d.1 as usize).sum();
+        let size = head + total + XDP_TAILROOM;
+        if self.big.len() < size {
+            self.big.resize(size, 0);
+        }
+        let mut at = head;
+        let mut ok = true;
+        for &(addr, len, _) in descs {
+            match self.xsk.bytes(addr, len as usize) {
+                Some(b) => self.big[at..at + b.len()].copy_from_slice(b),
+                None => ok = false,
+            }
+            at += len as usize;
+            recycle.push(self.xsk.frame_of(addr));
+        }
+        if !ok {
+            inc(&self.counters.exceptions, 1);
+            return;
+        }
+        let hard = self.big.as_mut_ptr() as u64;
+        let mut ctx = XdpCtx {
+            data: hard + head as u64,
+            data_end: hard + (head + total) as u64,
+            data_meta: hard + head as u64,
+            ingress_ifindex: self.ifindex,
+            rx_queue_index: self.queue,
+            egress_ifindex: 0,
+            _pad: 0,
+            hard_start: hard,
+            frame_end: hard + (size - XDP_TAILROOM) as u64,
+        };
+        let (verdict, redirect) = prog.run(&mut ctx, cpu);
+        let sane = hard <= ctx.data_meta
+            && ctx.data_meta <= ctx.data
+            && ctx.data <= ctx.data_end
+            && ctx.data_end <= hard + size as u64;
+        if !sane {
+            inc(&self.counters.exceptions, 1);
+            return;
+        }
+        let pkt = &self.big[(ctx.data - hard) as usize..(ctx.data_end - hard) as usize];
+        let cut = || -> Option<Vec<Vec<u8>>> {
+            if pkt.len() <= self.mtu + 18 {
+                let mut one = pkt.to_vec();
+                if let Some(p) = csum::detect(&one) {
+                    csum::finish(&mut one, p.start, &p);
+                }
+                return Some(vec![one]);
+            }
+            crate::gso::tcp_segments(pkt, self.mtu)
+        };
+        match verdict {
+            XDP_DROP => inc(&self.counters.drop, 1),
+            XDP_PASS => {
+                inc(&self.counters.pass, 1);
+                let sent = cut().is_some_and(|segs| {
+                    segs.iter().all(|s| {
+                        sys::test_run_live(&self.pass_stub, s, 0, self.ifindex, self.queue).is_ok()
+                    })
+                });
+                if !sent {
+                    inc(&self.counters.pass_fail, 1);
+                }
+            }
+            XDP_TX | XDP_REDIRECT => {
+                let (ok_ctr, fail_ctr) = if verdict == XDP_TX {
+                    (&self.counters.tx, &self.counters.tx_fail)
+                } else {
+                    (&self.counters.redirect, &self.counters.redirect_fail)
+                };
+                inc(ok_ctr, 1);
+                let targets: Vec<u32> = if verdict == XDP_TX {
+                    vec![self.ifindex]
+                } else {
+                    resolve_targets(&redirect, self.ifindex)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| t.ifindex)
+                        .collect()
+                };
+                let segs = cut();
+                let sent = match (&self.ptx, &segs) {
+                    (Some(ptx), Some(segs)) if !targets.is_empty() => targets
+                        .iter()
+                        .all(|&t| segs.iter().all(|s| ptx.send(t, s).is_ok())),
+                    _ => false,
+                };
+                if !sent {
+                    inc(fail_ctr, 1);
+                }
+            }
+            XDP_ABORTED => {
+                inc(&self.counters.aborted, 1);
+                inc(&self.counters.exceptions, 1);
+            }
+            _ => inc(&self.counters.exceptions, 1),
         }
     }
 

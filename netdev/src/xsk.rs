@@ -19,6 +19,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Size of one UMEM frame (one page, as the kernel's XDP buffers).
 pub const FRAME_SIZE: u32 = 4096;
 
+/// `XDP_USE_SG` bind flag.
+const XDP_USE_SG: u16 = 1 << 4;
+/// `XDP_PKT_CONTD` in an RX descriptor's options.
+const XDP_PKT_CONTD: u32 = 1;
+
 /// One mmap'ed ring.
 struct Ring {
     producer: *const AtomicU32,
@@ -133,8 +138,11 @@ impl Xsk {
     /// Creates the socket, its UMEM of `nframes` frames and rings of `nframes`
     /// entries (a power of two), and binds it to `ifindex`/`queue` (resolved in the
     /// calling thread's network namespace) with need_wakeup; zero-copy when the
-    /// driver has it, copy mode otherwise. All frames start in the FILL ring.
-    pub fn new(ifindex: u32, queue: u32, nframes: u32) -> io::Result<Xsk> {
+    /// driver has it, copy mode otherwise. All frames start in the FILL ring. With `sg`,
+    /// packets larger than a frame arrive as descriptor chains (`XDP_USE_SG`, kernel
+    /// 6.6+; without it the kernel drops them); a kernel that refuses the flag gets a
+    /// socket without it.
+    pub fn new(ifindex: u32, queue: u32, nframes: u32, sg: bool) -> io::Result<Xsk> {
         assert!(nframes.is_power_of_two());
         // SAFETY: plain socket creation; the result is checked.
         let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -229,9 +237,9 @@ impl Xsk {
         };
         let all: Vec<u64> = (0..nframes as u64).map(|i| i * FRAME_SIZE as u64).collect();
         xsk.fill_submit(&all);
-        let sa = libc::sockaddr_xdp {
+        let mut sa = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: libc::XDP_USE_NEED_WAKEUP,
+            sxdp_flags: libc::XDP_USE_NEED_WAKEUP | if sg { XDP_USE_SG } else { 0 },
             sxdp_ifindex: ifindex,
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: 0,
@@ -252,6 +260,11 @@ impl Xsk {
                 break;
             }
             let e = io::Error::last_os_error();
+            if sa.sxdp_flags & XDP_USE_SG != 0 && e.raw_os_error() == Some(libc::EINVAL) {
+                tracing::info!("AF_XDP without XDP_USE_SG: frames larger than 4 KiB are dropped");
+                sa.sxdp_flags &= !XDP_USE_SG;
+                continue;
+            }
             if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
                 return Err(e);
             }
@@ -322,8 +335,9 @@ impl Xsk {
         n as usize
     }
 
-    /// Reads up to `max` received descriptors into `out` (without releasing them).
-    pub fn rx_peek(&mut self, out: &mut Vec<(u64, u32)>, max: usize) -> usize {
+    /// Reads up to `max` received descriptors into `out` (without releasing them):
+    /// (UMEM offset, length, more fragments of the same packet follow).
+    pub fn rx_peek(&mut self, out: &mut Vec<(u64, u32, bool)>, max: usize) -> usize {
         let r = &self.rx;
         let cons = r.cons().load(Ordering::Relaxed);
         let prod = r.prod().load(Ordering::Acquire);
@@ -332,7 +346,7 @@ impl Xsk {
             let idx = (cons.wrapping_add(i as u32) & r.mask) as usize;
             // SAFETY: idx inside the xdp_desc array; published by the kernel (Acquire).
             let d = unsafe { (r.desc as *const libc::xdp_desc).add(idx).read() };
-            out.push((d.addr, d.len));
+            out.push((d.addr, d.len, d.options & XDP_PKT_CONTD != 0));
         }
         n
     }

@@ -1,0 +1,189 @@
+//! Software segmentation of the TCP super-frames generic XDP hands over.
+//!
+//! With TSO/GSO on (a veth's default), the kernel runs a generic (SKB-mode) XDP program
+//! on whole GSO packets of up to 64 KiB, and the data plane receives them from AF_XDP as
+//! descriptor chains (`XDP_USE_SG`). The program sees the whole packet, as the kernel's
+//! does. What it passes, sends or redirects must then leave as packets the next hop
+//! takes: a live-frame test run takes at most a page, a device its MTU. So, as the
+//! kernel's `skb_gso_segment` does for TCP (`tcp_gso_segment`): cut the payload into
+//! MSS-sized pieces behind copies of the headers, with the IPv4 total length, id and
+//! header checksum, the IPv6 payload length, the TCP sequence number and flags (FIN and
+//! PSH on the last piece only, CWR on the first only) per piece, and full checksums
+//! (the super-frame's own was left partial).
+
+use crate::csum::{fold, l3, sum};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+
+/// The segments of `frame` (from the Ethernet header) for a device of `mtu`, or `None`
+/// when it is not TCP over IPv4/IPv6 without IPv6 extension headers or IPv4 options
+/// that a simple copy would not carry (those are left to the caller).
+pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
+    let (ip, ethertype) = l3(frame)?;
+    let (iphl, ip_end, v6) = match ethertype {
+        ETH_P_IP => {
+            let h = frame.get(ip..ip + 20)?;
+            let ihl = (h[0] & 0xf) as usize * 4;
+            if h[0] >> 4 != 4 || ihl < 20 || h[9] != IPPROTO_TCP {
+                return None;
+            }
+            // Fragments are not GSO packets.
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+            // A GSO packet's total length may read 0 past 64 KiB: trust the frame then.
+            let end = if total == 0 { frame.len() } else { ip + total };
+            (ihl, end, false)
+        }
+        ETH_P_IPV6 => {
+            let h = frame.get(ip..ip + 40)?;
+            if h[0] >> 4 != 6 || h[6] != IPPROTO_TCP {
+                return None;
+            }
+            let plen = u16::from_be_bytes([h[4], h[5]]) as usize;
+            let end = if plen == 0 {
+                frame.len()
+            } else {
+                ip + 40 + plen
+            };
+            (40, end, true)
+        }
+        _ => return None,
+    };
+    if ip_end > frame.len() {
+        return None;
+    }
+    let l4 = ip + iphl;
+    let thl = (*frame.get(l4 + 12)? >> 4) as usize * 4;
+    if thl < 20 || l4 + thl > ip_end {
+        return None;
+    }
+    let hdr = &frame[..l4 + thl];
+    let payload = &frame[l4 + thl..ip_end];
+    let mss = mtu.checked_sub(iphl + thl).filter(|&m| m > 0)?;
+    let seq0 = u32::from_be_bytes(frame[l4 + 4..l4 + 8].try_into().ok()?);
+    let flags0 = frame[l4 + 13];
+    let id0 = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]);
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![&[][..]]
+    } else {
+        payload.chunks(mss).collect()
+    };
+    let last = chunks.len() - 1;
+    let mut out = Vec::with_capacity(chunks.len());
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut s = Vec::with_capacity(hdr.len() + chunk.len());
+        s.extend_from_slice(hdr);
+        s.extend_from_slice(chunk);
+        if v6 {
+            let plen = (thl + chunk.len()) as u16;
+            s[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+        } else {
+            let total = (iphl + thl + chunk.len()) as u16;
+            s[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+            s[ip + 4..ip + 6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
+            s[ip + 10..ip + 12].fill(0);
+            let c = !fold(sum(0, &s[ip..ip + iphl]));
+            s[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        let seq = seq0.wrapping_add((i * mss) as u32);
+        s[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+        let mut flags = flags0;
+        if i != last {
+            flags &= !(0x01 | 0x08); // FIN, PSH
+        }
+        if i != 0 {
+            flags &= !0x80; // CWR
+        }
+        s[l4 + 13] = flags;
+        let l4len = (thl + chunk.len()) as u64;
+        let pseudo = if v6 {
+            sum(0, &s[ip + 8..ip + 40]) + IPPROTO_TCP as u64 + l4len
+        } else {
+            sum(0, &s[ip + 12..ip + 20]) + IPPROTO_TCP as u64 + l4len
+        };
+        s[l4 + 16..l4 + 18].fill(0);
+        let c = !fold(sum(pseudo, &s[l4..]));
+        s[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        out.push(s);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_frame(v6: bool, payload: &[u8], flags: u8) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        let ip = 14;
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[IPPROTO_TCP, 64]);
+            f.extend_from_slice(&[0xfd; 16]);
+            f.extend_from_slice(&[0xfe; 16]);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            f.extend_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, IPPROTO_TCP, 0, 0]);
+            f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        }
+        let _ = ip;
+        f.extend_from_slice(&[
+            0x30, 0x39, 0x00, 0x50, 0, 0, 0x10, 0, 0, 0, 0, 7, 0x50, flags,
+        ]);
+        f.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn verifies(s: &[u8], v6: bool) -> bool {
+        let ip = 14;
+        let (iphl, pseudo_src) = if v6 {
+            (40, ip + 8..ip + 40)
+        } else {
+            (20, ip + 12..ip + 20)
+        };
+        let l4 = ip + iphl;
+        let pseudo = sum(0, &s[pseudo_src]) + IPPROTO_TCP as u64 + (s.len() - l4) as u64;
+        let ip_ok = v6 || fold(sum(0, &s[ip..ip + 20])) == 0xffff;
+        ip_ok && fold(sum(pseudo, &s[l4..])) == 0xffff
+    }
+
+    #[test]
+    fn segments_carry_the_stream() {
+        for v6 in [false, true] {
+            let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+            // PSH|ACK|FIN|CWR on the super-frame.
+            let f = tcp_frame(v6, &payload, 0x80 | 0x10 | 0x08 | 0x01);
+            let segs = tcp_segments(&f, 1500).unwrap();
+            let mss = 1500 - if v6 { 60 } else { 40 };
+            assert_eq!(segs.len(), payload.len().div_ceil(mss));
+            let mut joined = Vec::new();
+            for (i, s) in segs.iter().enumerate() {
+                assert!(s.len() <= 1514, "segment {i}: {}", s.len());
+                assert!(verifies(s, v6), "v6={v6} segment {i}");
+                let l4 = 14 + if v6 { 40 } else { 20 };
+                let seq = u32::from_be_bytes(s[l4 + 4..l4 + 8].try_into().unwrap());
+                assert_eq!(seq, 0x1000 + (i * mss) as u32);
+                let fl = s[l4 + 13];
+                assert_eq!(fl & 0x80 != 0, i == 0, "CWR only first");
+                assert_eq!(fl & 0x09 != 0, i == segs.len() - 1, "FIN/PSH only last");
+                joined.extend_from_slice(&s[l4 + 20..]);
+            }
+            assert_eq!(joined, payload);
+        }
+    }
+
+    #[test]
+    fn not_tcp_is_left_alone() {
+        let mut f = tcp_frame(false, b"abc", 0x10);
+        f[14 + 9] = 17; // UDP
+        assert!(tcp_segments(&f, 1500).is_none());
+        assert!(tcp_segments(&[0u8; 20], 1500).is_none());
+    }
+}
