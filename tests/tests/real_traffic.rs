@@ -444,7 +444,7 @@ fn traffic_bench() {
             ip_xdp(dm, &pair, &dev, &[mode, "off"]);
             let who = if ours { "bpftime" } else { "kernel" };
             let ratio = if ours && kernel_tcp > 0.0 {
-                format!(" ({:.0}% of the kernel)", 100.0 * tcp / kernel_tcp)
+                format!(" ({:.1}% of the kernel)", 100.0 * tcp / kernel_tcp)
             } else {
                 String::new()
             };
