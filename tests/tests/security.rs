@@ -502,3 +502,44 @@ fn errno_order_matches_the_kernel() {
     let ours = stdout_ok(&d.run(&[client]), "errno order (bpftime)");
     assert_same_lines(&native, &ours, Some(&d));
 }
+
+/// SIGTERM (systemd's stop, Ctrl-C's SIGINT alike) stops the daemon as `bpftime stop`
+/// does: its bpffs unmounted, its socket removed (it used to die with both left behind).
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let dir = TempDir::new("sec_sigterm");
+    let sock = dir.path().join("bpftimed.sock");
+    let mut c = Command::new(bin("bpftime"))
+        .arg("daemon")
+        .arg("--socket")
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bpffs = dir.path().join("bpffs");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(bpffs.to_str().unwrap())
+    };
+    let t0 = Instant::now();
+    while !mounted() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no bpffs mount");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill() takes no pointers; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGTERM) }, 0);
+    let status = c.wait().unwrap();
+    let left = mounted();
+    if left {
+        let _ = Command::new("umount").arg("-l").arg(&bpffs).status();
+    }
+    assert!(status.success(), "{status:?}");
+    assert!(!left, "bpffs still mounted after SIGTERM");
+    assert!(!sock.exists(), "socket left behind");
+}

@@ -201,6 +201,12 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
             std::env::consts::ARCH
         );
     }
+    // SIGTERM/SIGINT (systemd, Ctrl-C) stop the daemon as `bpftime stop` does: blocked
+    // here, before any thread starts (they inherit the mask), and taken by one thread.
+    let mut stop_signals = nix::sys::signal::SigSet::empty();
+    stop_signals.add(nix::sys::signal::Signal::SIGTERM);
+    stop_signals.add(nix::sys::signal::Signal::SIGINT);
+    stop_signals.thread_block()?;
     let socket = opts.socket.clone();
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
@@ -252,6 +258,17 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
     });
     let _ = d.me.set(Arc::downgrade(&d));
     mount_bpffs(&d, &bpffs)?;
+    {
+        let d = d.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Ok(sig) = stop_signals.wait() {
+                    info!(?sig, "stopping on signal");
+                    shutdown(&d);
+                }
+            })?;
+    }
     {
         let d = d.clone();
         std::thread::Builder::new()
