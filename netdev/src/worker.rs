@@ -369,15 +369,25 @@ impl Worker {
             return;
         }
         let pkt = &self.big[(ctx.data - hard) as usize..(ctx.data_end - hard) as usize];
+        // What leaves must fit the device (its MTU) and, for PASS, a live-frame test run
+        // (a page less headroom and the skb_shared_info tailroom, 512 with margin: above
+        // that the kernel wants fragments). A TCP receiver takes segments smaller than
+        // the MTU, so PASS cuts to both.
+        const LIVE_MAX: usize = 4096 - XDP_PACKET_HEADROOM - 512;
+        let limit = if verdict == XDP_PASS {
+            self.mtu.min(LIVE_MAX - 18)
+        } else {
+            self.mtu
+        };
         let cut = || -> Option<Vec<Vec<u8>>> {
-            if pkt.len() <= self.mtu + 18 {
+            if pkt.len() <= limit + 18 {
                 let mut one = pkt.to_vec();
                 if let Some(p) = csum::detect(&one) {
                     csum::finish(&mut one, p.start, &p);
                 }
                 return Some(vec![one]);
             }
-            crate::gso::tcp_segments(pkt, self.mtu)
+            crate::gso::tcp_segments(pkt, limit)
         };
         match verdict {
             XDP_DROP => inc(&self.counters.drop, 1),

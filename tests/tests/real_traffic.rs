@@ -459,3 +459,36 @@ fn traffic_bench() {
         }
     }
 }
+
+/// MTU 9000 on both ends, generic mode (native XDP on a veth refuses a program without
+/// frags support at this MTU, for the kernel as for bpftime): a TCP transfer arrives
+/// whole through bpftime as through the kernel.
+#[test]
+fn jumbo_mtu_tcp_in_generic_mode() {
+    if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
+        return;
+    }
+    let tmp = TempDir::new("real_traffic_jumbo");
+    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
+    let obj = obj.to_str().unwrap();
+    let pair = VethPair::new("rtjumbo").unwrap();
+    pair.a
+        .ip(&["link", "set", &pair.if_a, "mtu", "9000"])
+        .unwrap();
+    pair.b
+        .ip(&["link", "set", &pair.if_b, "mtu", "9000"])
+        .unwrap();
+    pair.wait_up(Duration::from_secs(5)).unwrap();
+    let d = Daemon::start();
+    let dev = pair.if_b.clone();
+    let len = 8 << 20;
+    let mut got = Vec::new();
+    for ours in [false, true] {
+        let dm = ours.then_some(&d);
+        ip_xdp(dm, &pair, &dev, &["xdpgeneric", "obj", obj, "sec", "xdp"]);
+        got.push(tcp_transfer(&pair, len));
+        ip_xdp(dm, &pair, &dev, &["xdpgeneric", "off"]);
+    }
+    assert_eq!(got[0], (len, expected_tcp_hash(len)), "kernel");
+    assert_eq!(got[1], got[0], "bpftime vs kernel\n{}", d.log());
+}
