@@ -70,6 +70,17 @@ pub fn fold(mut acc: u64) -> u16 {
     acc as u16
 }
 
+/// The one's-complement sum of the TCP/UDP pseudo-header of the IP header at `ip`
+/// (IPv4 or IPv6 addresses, protocol, L4 length).
+pub(crate) fn pseudo(frame: &[u8], ip: usize, v6: bool, proto: u8, l4len: usize) -> u64 {
+    let addrs = if v6 {
+        ip + 8..ip + 40
+    } else {
+        ip + 12..ip + 20
+    };
+    sum(0, &frame[addrs]) + proto as u64 + l4len as u64
+}
+
 /// The L3 header offset and ethertype after up to two VLAN tags.
 pub(crate) fn l3(frame: &[u8]) -> Option<(usize, u16)> {
     let mut off = 12;
@@ -102,10 +113,12 @@ fn l4(frame: &[u8]) -> Option<(usize, u8, u64)> {
                 return None;
             }
             let proto = h[9];
-            let len = total - ihl;
-            let pseudo = sum(0, &h[12..20]) + proto as u64 + len as u64;
             frame.get(ip..ip + total)?;
-            Some((ip + ihl, proto, pseudo))
+            Some((
+                ip + ihl,
+                proto,
+                pseudo(frame, ip, false, proto, total - ihl),
+            ))
         }
         ETH_P_IPV6 => {
             let h = frame.get(ip..ip + 40)?;
@@ -127,9 +140,7 @@ fn l4(frame: &[u8]) -> Option<(usize, u8, u64)> {
             if off > end {
                 return None;
             }
-            let len = end - off;
-            let pseudo = sum(0, &h[8..40]) + next as u64 + len as u64;
-            Some((off, next, pseudo))
+            Some((off, next, pseudo(frame, ip, true, next, end - off)))
         }
         _ => None,
     }

@@ -11,7 +11,7 @@
 //! PSH on the last piece only, CWR on the first only) per piece, and full checksums
 //! (the super-frame's own was left partial).
 
-use crate::csum::{fold, l3, sum};
+use crate::csum::{fold, l3, pseudo, sum};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -99,14 +99,9 @@ pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
             flags &= !0x80; // CWR
         }
         s[l4 + 13] = flags;
-        let l4len = (thl + chunk.len()) as u64;
-        let pseudo = if v6 {
-            sum(0, &s[ip + 8..ip + 40]) + IPPROTO_TCP as u64 + l4len
-        } else {
-            sum(0, &s[ip + 12..ip + 20]) + IPPROTO_TCP as u64 + l4len
-        };
+        let ph = pseudo(&s, ip, v6, IPPROTO_TCP, thl + chunk.len());
         s[l4 + 16..l4 + 18].fill(0);
-        let c = !fold(sum(pseudo, &s[l4..]));
+        let c = !fold(sum(ph, &s[l4..]));
         s[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         out.push(s);
     }
@@ -143,15 +138,10 @@ mod tests {
 
     fn verifies(s: &[u8], v6: bool) -> bool {
         let ip = 14;
-        let (iphl, pseudo_src) = if v6 {
-            (40, ip + 8..ip + 40)
-        } else {
-            (20, ip + 12..ip + 20)
-        };
-        let l4 = ip + iphl;
-        let pseudo = sum(0, &s[pseudo_src]) + IPPROTO_TCP as u64 + (s.len() - l4) as u64;
+        let l4 = ip + if v6 { 40 } else { 20 };
+        let ph = pseudo(s, ip, v6, IPPROTO_TCP, s.len() - l4);
         let ip_ok = v6 || fold(sum(0, &s[ip..ip + 20])) == 0xffff;
-        ip_ok && fold(sum(pseudo, &s[l4..])) == 0xffff
+        ip_ok && fold(sum(ph, &s[l4..])) == 0xffff
     }
 
     #[test]

@@ -59,19 +59,43 @@ fn dgram_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(s) })
 }
 
-/// MTU of `ifindex` in the current thread's namespace.
-pub fn mtu(ifindex: u32) -> Option<u32> {
-    let name = ifname(ifindex).ok()?;
-    let sock = dgram_socket().ok()?;
+/// A zeroed `struct ifreq` naming `ifname` (truncated to IF_NAMESIZE - 1).
+fn ifreq_named(ifname: &str) -> libc::ifreq {
     // SAFETY: all-zero ifreq is valid.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in ifr
         .ifr_name
         .iter_mut()
-        .zip(name.bytes().take(libc::IF_NAMESIZE - 1))
+        .zip(ifname.bytes().take(libc::IF_NAMESIZE - 1))
     {
         *d = s as libc::c_char;
     }
+    ifr
+}
+
+/// Sets `ifname` up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP) in the current
+/// thread's namespace.
+pub fn set_up(ifname: &str) -> io::Result<()> {
+    let sock = dgram_socket()?;
+    let mut ifr = ifreq_named(ifname);
+    // SAFETY: ifr is a live ifreq; SIOCGIFFLAGS writes ifru_flags only.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled ifru_flags; setting a bit keeps it valid.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: ifr is a live ifreq; SIOCSIFFLAGS reads ifru_flags only.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// MTU of `ifindex` in the current thread's namespace.
+pub fn mtu(ifindex: u32) -> Option<u32> {
+    let name = ifname(ifindex).ok()?;
+    let sock = dgram_socket().ok()?;
+    let mut ifr = ifreq_named(&name);
     // SAFETY: ifr is a live ifreq; SIOCGIFMTU writes ifru_mtu only.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut ifr) };
     if r != 0 {
@@ -107,15 +131,7 @@ pub fn rx_queues(ifname: &str) -> u32 {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
     };
-    // SAFETY: all-zero ifreq is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr
-        .ifr_name
-        .iter_mut()
-        .zip(ifname.bytes().take(libc::IF_NAMESIZE - 1))
-    {
-        *d = s as libc::c_char;
-    }
+    let mut ifr = ifreq_named(ifname);
     ifr.ifr_ifru.ifru_data = &mut ch as *mut EthtoolChannels as *mut libc::c_char;
     // SAFETY: ifr is a live ifreq whose data points at a live ethtool_channels.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };

@@ -17,7 +17,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::sys;
+use crate::{netns, sys};
 
 /// `TUNSETIFF`.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -36,14 +36,6 @@ pub struct Reinject {
     _link: OwnedFd,
     /// The TAP's name (`bpftN`).
     pub name: String,
-}
-
-fn ifreq_ioctl(fd: i32, req: libc::c_ulong, ifr: &mut [u8; 40]) -> io::Result<()> {
-    // SAFETY: ifr is a 40-byte struct ifreq image the request reads and writes in place.
-    if unsafe { libc::ioctl(fd, req as _, ifr.as_mut_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 impl Reinject {
@@ -65,27 +57,22 @@ impl Reinject {
         let mut ifr = [0u8; 40];
         ifr[..7].copy_from_slice(b"bpft%d\0");
         ifr[16..18].copy_from_slice(&(IFF_TAP | IFF_NO_PI).to_ne_bytes());
-        ifreq_ioctl(tap.as_raw_fd(), TUNSETIFF, &mut ifr)?;
+        // SAFETY: ifr is a 40-byte struct ifreq image; TUNSETIFF reads the flags and
+        // writes the chosen name in place.
+        if unsafe { libc::ioctl(tap.as_raw_fd(), TUNSETIFF as _, ifr.as_mut_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
         let end = ifr[..16].iter().position(|&c| c == 0).unwrap_or(16);
         let name = String::from_utf8_lossy(&ifr[..end]).into_owned();
         // Quiet: no link-local address, router solicitations or DAD from it.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
-        // Up (SIOCGIFFLAGS / SIOCSIFFLAGS on any socket of this namespace).
-        // SAFETY: plain socket creation, checked.
-        let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if s < 0 {
+        netns::set_up(&name)?;
+        let cname = std::ffi::CString::new(name.as_str()).map_err(io::Error::other)?;
+        // SAFETY: cname is a valid NUL-terminated string.
+        let tap_ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if tap_ifindex == 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: s is a new descriptor owned by nobody else.
-        let s = unsafe { OwnedFd::from_raw_fd(s) };
-        let mut f = [0u8; 40];
-        f[..end].copy_from_slice(&ifr[..end]);
-        ifreq_ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut f)?;
-        let flags = i16::from_ne_bytes([f[16], f[17]]) | libc::IFF_UP as i16;
-        f[16..18].copy_from_slice(&flags.to_ne_bytes());
-        ifreq_ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &mut f)?;
-        ifreq_ioctl(s.as_raw_fd(), libc::SIOCGIFINDEX, &mut f)?;
-        let tap_ifindex = u32::from_ne_bytes([f[16], f[17], f[18], f[19]]);
         let prog = sys::prog_load(
             PROG_TYPE_SCHED_CLS,
             &crate::stub::tap_redirect_stub(target_ifindex),

@@ -146,12 +146,18 @@ impl Worker {
             // guard keeps it alive until the batch is done (replace is atomic per packet).
             let slot = self.prog.load();
             let prog = &slot.0;
+            // Packets: chains count once (their last descriptor has no continuation).
+            inc(
+                &self.counters.rx,
+                descs[..n].iter().filter(|d| !d.2).count() as u64,
+            );
+            inc(
+                &self.counters.rx_bytes,
+                descs[..n].iter().map(|d| d.1 as u64).sum(),
+            );
             let mut i = 0;
             while i < n {
                 let end = i + descs[i..n].iter().position(|d| !d.2).unwrap_or(n - i - 1) + 1;
-                inc(&self.counters.rx, 1);
-                let bytes: u64 = descs[i..end].iter().map(|d| d.1 as u64).sum();
-                inc(&self.counters.rx_bytes, bytes);
                 if end - i == 1 {
                     let (addr, len, _) = descs[i];
                     self.one(prog.as_ref(), cpu, addr, len, &mut recycle, &mut txq);

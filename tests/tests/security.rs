@@ -7,12 +7,84 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bpftime_tests::netns::VethPair;
 use bpftime_tests::privilege::{require, Need};
 use common::*;
+
+/// Polls `f` every 10 ms until it holds or `within` has passed; whether it held.
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !f() {
+        if t0.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Runs `cmd` with its stdout piped for at most `limit`; a command still running then is
+/// killed and the test fails with `what`.
+fn output_within(mut cmd: Command, limit: Duration, what: &str) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    if !wait_until(limit, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what}: still running after {limit:?}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The same command line natively, then under the daemon's bpftime-run: both stdouts
+/// (each asserted to be a success).
+fn kernel_then_bpftime(d: &Daemon, argv: &[&str], what: &str) -> (String, String) {
+    let native = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    let native = stdout_ok(&native, &format!("{what} (kernel)"));
+    let ours = stdout_ok(&d.run(argv), &format!("{what} (bpftime)"));
+    (native, ours)
+}
+
+/// `bpftime daemon --socket SOCK [--bpffs DIR]`, stderr piped (tests that need a daemon
+/// on a socket of their choosing; the `Daemon` fixture makes its own).
+fn spawn_daemon(sock: &Path, bpffs: Option<&Path>) -> Child {
+    let mut c = Command::new(bin("bpftime"));
+    c.arg("daemon").arg("--socket").arg(sock);
+    if let Some(b) = bpffs {
+        c.arg("--bpffs").arg(b);
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Whether a daemon listens on `sock` within 10 s.
+fn listening(sock: &Path) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(sock).is_ok()
+    })
+}
+
+/// `bpftime stop --socket SOCK`.
+fn stop_daemon(sock: &Path) {
+    let _ = Command::new(bin("bpftime"))
+        .arg("stop")
+        .arg("--socket")
+        .arg(sock)
+        .output();
+}
+
+/// Whether `dir` is a mount point in this process's mount namespace.
+fn mounted(dir: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(dir.to_str().unwrap())
+}
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -41,24 +113,12 @@ fn long_test_runs_stop_on_signals_and_kill() {
         let native = stdout_ok(&native, "test run + SIGALRM (kernel)");
         assert_eq!(native.trim(), "test_run EINTR");
         // Bounded: a run that ignores the signal would take minutes.
-        let mut child = d
-            .run_cmd(&[client, mode, "alarm"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t0.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{mode}: the test run ignored SIGALRM for 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let ours = stdout_ok(
-            &child.wait_with_output().unwrap(),
-            "test run + SIGALRM (bpftime)",
+        let out = output_within(
+            d.run_cmd(&[client, mode, "alarm"]),
+            Duration::from_secs(10),
+            &format!("{mode}: the test run ignored SIGALRM"),
         );
+        let ours = stdout_ok(&out, "test run + SIGALRM (bpftime)");
         assert_eq!(ours, native, "{mode}: {}", d.log());
 
         let mut child = d
@@ -135,13 +195,8 @@ fn a_user_namespace_grants_no_bpf_capability() {
         client,
         &id,
     ];
-    let native = Command::new(as_nobody[0])
-        .args(&as_nobody[1..])
-        .output()
-        .unwrap();
-    let native = stdout_ok(&native, "userns client (kernel)");
+    let (native, ours) = kernel_then_bpftime(&d, &as_nobody, "userns client");
     assert!(native.contains("map_create EPERM"), "{native}");
-    let ours = stdout_ok(&d.run(&as_nobody), "userns client (bpftime)");
     assert_same_lines(&native, &ours, Some(&d));
 }
 
@@ -238,8 +293,8 @@ fn prog_arrays_never_mix_program_types() {
         &["-lbpf"],
     );
     let client = client.to_str().unwrap();
-    let native = Command::new(client).output().unwrap();
-    let native = stdout_ok(&native, "prog array owner (kernel)");
+    let d = Daemon::start();
+    let (native, ours) = kernel_then_bpftime(&d, &[client], "prog array owner");
     for want in [
         "sockfilter.uses.pa EINVAL",
         "pa.set.sockfilter EINVAL",
@@ -247,8 +302,6 @@ fn prog_arrays_never_mix_program_types() {
     ] {
         assert!(native.contains(want), "kernel: no '{want}'\n{native}");
     }
-    let d = Daemon::start();
-    let ours = stdout_ok(&d.run(&[client]), "prog array owner (bpftime)");
     assert_same_lines(&native, &ours, Some(&d));
 }
 
@@ -261,35 +314,7 @@ fn daemons_sharing_a_directory_keep_their_pins() {
         return;
     }
     let dir = TempDir::new("sec_2daemons");
-    let start = |sock: &std::path::Path, bpffs: Option<&std::path::Path>| {
-        let mut c = Command::new(bin("bpftime"));
-        c.arg("daemon").arg("--socket").arg(sock);
-        if let Some(b) = bpffs {
-            c.arg("--bpffs").arg(b);
-        }
-        c.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let wait_up = |sock: &std::path::Path| {
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(sock).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    let stop = |sock: &std::path::Path| {
-        let _ = Command::new(bin("bpftime"))
-            .arg("stop")
-            .arg("--socket")
-            .arg(sock)
-            .output();
-    };
-    let pin = |sock: &std::path::Path, name: &str| {
+    let pin = |sock: &Path, name: &str| {
         Command::new(bin("bpftime-run"))
             .arg("--socket")
             .arg(sock)
@@ -306,14 +331,14 @@ fn daemons_sharing_a_directory_keep_their_pins() {
         dir.path().join("b.sock"),
         dir.path().join("c.sock"),
     );
-    let mut da = start(&a, None);
-    wait_up(&a);
+    let mut da = spawn_daemon(&a, None);
+    assert!(listening(&a), "daemon a did not start");
     let pa = pin(&a, "pin_a");
-    let mut db = start(&b, None);
-    wait_up(&b);
+    let mut db = spawn_daemon(&b, None);
+    assert!(listening(&b), "daemon b did not start");
     let pb = pin(&b, "pin_b");
     // A third daemon on a's bpffs: refused, a's pins untouched.
-    let dc = start(&c, Some(&dir.path().join("a.sock.bpffs")));
+    let dc = spawn_daemon(&c, Some(&dir.path().join("a.sock.bpffs")));
     let out_c = dc.wait_with_output().unwrap();
     let listing = |p: &str| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir.path().join(p))
@@ -328,8 +353,8 @@ fn daemons_sharing_a_directory_keep_their_pins() {
         v
     };
     let (na, nb) = (listing("a.sock.bpffs"), listing("b.sock.bpffs"));
-    stop(&a);
-    stop(&b);
+    stop_daemon(&a);
+    stop_daemon(&b);
     let _ = da.wait();
     let _ = db.wait();
     assert!(pa.status.success() && pb.status.success(), "{pa:?} {pb:?}");
@@ -372,23 +397,12 @@ fn spin_locks_cannot_hang_the_daemon() {
     for jit in ["1", "0"] {
         std::env::set_var("BPFTIME_JIT", jit);
         let d = Daemon::start();
-        let mut child = d.run_cmd(&[client]).stdout(Stdio::piped()).spawn().unwrap();
-        let t0 = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t0.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "JIT={jit}: spin lock programs hung under bpftime:\n{}",
-                    d.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let ours = stdout_ok(
-            &child.wait_with_output().unwrap(),
-            "spin lock programs (bpftime)",
+        let out = output_within(
+            d.run_cmd(&[client]),
+            Duration::from_secs(20),
+            &format!("JIT={jit}: spin lock programs under bpftime"),
         );
+        let ours = stdout_ok(&out, "spin lock programs (bpftime)");
         let norm = |s: &str| -> String {
             s.lines()
                 .map(|l| {
@@ -418,68 +432,31 @@ fn a_daemon_restarts_after_kill_9() {
     }
     let dir = TempDir::new("sec_restart");
     let sock = dir.path().join("bpftimed.sock");
-    let start = || {
-        let c = Command::new(bin("bpftime"))
-            .arg("daemon")
-            .arg("--socket")
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            if t0.elapsed() > Duration::from_secs(10) {
-                return Err(c);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(c)
-    };
-    let mut first = start().unwrap_or_else(|_| panic!("first daemon did not start"));
-    // Wait for the bpffs to be mounted, then kill -9.
     let bpffs = dir.path().join("bpffs");
-    let t0 = Instant::now();
-    while !std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .contains(bpffs.to_str().unwrap())
-    {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no bpffs mount");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut first = spawn_daemon(&sock, None);
+    assert!(listening(&sock), "first daemon did not start");
+    assert!(
+        wait_until(Duration::from_secs(10), || mounted(&bpffs)),
+        "no bpffs mount"
+    );
     first.kill().unwrap();
     let _ = first.wait();
     // The kernel aborts the FUSE connection once the last reference to it is gone.
-    let t0 = Instant::now();
-    while std::fs::metadata(&bpffs).is_ok() && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
+    wait_until(Duration::from_secs(5), || {
+        std::fs::metadata(&bpffs).is_err()
+    });
+    let mut second = spawn_daemon(&sock, None);
+    if !listening(&sock) {
+        let _ = second.kill();
+        let out = second.wait_with_output().unwrap();
+        let _ = Command::new("umount").arg("-l").arg(&bpffs).status();
+        panic!(
+            "no restart after kill -9: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let second = start();
-    let stop = || {
-        let _ = Command::new(bin("bpftime"))
-            .arg("stop")
-            .arg("--socket")
-            .arg(&sock)
-            .output();
-    };
-    match second {
-        Ok(mut c) => {
-            stop();
-            let _ = c.wait();
-        }
-        Err(c) => {
-            let out = c.wait_with_output().unwrap();
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&bpffs)
-                .status();
-            panic!(
-                "no restart after kill -9: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    stop_daemon(&sock);
+    let _ = second.wait();
 }
 
 /// Calls with two faults at once answer the errno the kernel's order of checks gives
@@ -493,13 +470,9 @@ fn errno_order_matches_the_kernel() {
     let tmp = TempDir::new("sec_errno_order");
     let client = gcc(tmp.path(), "sv_errno_order.c", "eo", false, &[]);
     let client = client.to_str().unwrap();
-    let native = stdout_ok(
-        &Command::new(client).output().unwrap(),
-        "errno order (kernel)",
-    );
-    assert!(native.contains("rawtp.closed_fd EBADF"), "{native}");
     let d = Daemon::start();
-    let ours = stdout_ok(&d.run(&[client]), "errno order (bpftime)");
+    let (native, ours) = kernel_then_bpftime(&d, &[client], "errno order");
+    assert!(native.contains("rawtp.closed_fd EBADF"), "{native}");
     assert_same_lines(&native, &ours, Some(&d));
 }
 
@@ -512,30 +485,16 @@ fn sigterm_stops_the_daemon_cleanly() {
     }
     let dir = TempDir::new("sec_sigterm");
     let sock = dir.path().join("bpftimed.sock");
-    let mut c = Command::new(bin("bpftime"))
-        .arg("daemon")
-        .arg("--socket")
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let bpffs = dir.path().join("bpffs");
-    let mounted = || {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .contains(bpffs.to_str().unwrap())
-    };
-    let t0 = Instant::now();
-    while !mounted() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no bpffs mount");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut c = spawn_daemon(&sock, None);
+    assert!(
+        wait_until(Duration::from_secs(10), || mounted(&bpffs)),
+        "no bpffs mount"
+    );
     // SAFETY: kill() takes no pointers; the pid is our child's.
     assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGTERM) }, 0);
     let status = c.wait().unwrap();
-    let left = mounted();
+    let left = mounted(&bpffs);
     if left {
         let _ = Command::new("umount").arg("-l").arg(&bpffs).status();
     }

@@ -89,9 +89,6 @@ pub fn lookup(call: &Call<'_>, a: &Attr, delete: bool) -> Reply {
 /// Updates of fd-holding maps: PROG_ARRAY values are program fds, map-in-map values
 /// map fds, resolved in the caller's fd table (EBADF / EINVAL as the kernel).
 /// Returns None for other map types.
-/// `BPF_F_XDP_HAS_FRAGS` in `prog_flags`.
-const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
-
 fn update_fd_map(
     call: &Call<'_>,
     obj: &Object,
@@ -110,7 +107,10 @@ fn update_fd_map(
                 pa.check_update(key, flags).map_err(|e| e.errno())?;
                 let p = call.object(fd, Kind::Prog, libc::EINVAL)?;
                 let lp = &p.as_prog().unwrap().prog;
-                if !pa.compatible(lp.prog_type, lp.prog_flags & BPF_F_XDP_HAS_FRAGS != 0) {
+                if !pa.compatible(
+                    lp.prog_type,
+                    lp.prog_flags & super::prog_load::BPF_F_XDP_HAS_FRAGS != 0,
+                ) {
                     return Err(libc::EINVAL);
                 }
                 let idx = u32::from_ne_bytes(key[..4].try_into().unwrap());

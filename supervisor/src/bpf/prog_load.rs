@@ -17,6 +17,9 @@ pub mod prog_type {
     pub const CGROUP_SKB: u32 = 8;
 }
 
+/// `BPF_F_XDP_HAS_FRAGS` in `prog_flags` (`xdp.frags` sections).
+pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 /// A loaded program as the registry keeps it.
 pub struct LoadedProg {
     pub prog_type: u32,
@@ -211,7 +214,7 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
             .as_any()
             .downcast_ref::<bpftime_vm::maps::prog_array::ProgArray>()
         {
-            if !pa.compatible(prog_type, prog_flags & (1 << 5) != 0) {
+            if !pa.compatible(prog_type, prog_flags & BPF_F_XDP_HAS_FRAGS != 0) {
                 call.trace(|| {
                     format!(
                         "  PROG_LOAD '{name}': prog array {} owned by another program type",

@@ -99,10 +99,7 @@ struct TestRunHost<'a> {
     /// The caller's network namespace (bpf_fib_lookup answers from its tables).
     netns: std::path::PathBuf,
     rtnl: std::sync::Mutex<Option<bpftime_netdev::fib::Rtnl>>,
-    /// The notification being answered: once it is no longer valid (the caller was
-    /// killed), a repeated run stops.
-    listener: crate::sys::seccomp::Listener<'a>,
-    notif_id: u64,
+    caller: Caller<'a>,
 }
 
 impl<'a> TestRunHost<'a> {
@@ -119,8 +116,7 @@ impl<'a> TestRunHost<'a> {
             pid,
             netns: call.proc_path("ns/net"),
             rtnl: Default::default(),
-            listener: call.listener,
-            notif_id: call.notif.id,
+            caller: Caller::of(call),
         }
     }
 }
@@ -148,7 +144,7 @@ impl TestRunHost<'_> {
 
 impl bpftime_vm::run::HostEnv for TestRunHost<'_> {
     fn interrupted(&self) -> bool {
-        caller_interrupted(self.listener, self.notif_id, self.pid)
+        self.caller.interrupted()
     }
     fn fib_lookup(&self, params: &mut [u8], flags: u32) -> Option<i64> {
         self.with_rtnl(|r| r.fib_lookup(params, flags))
@@ -314,9 +310,7 @@ fn live(call: &Call<'_>, obj: &crate::registry::Object, a: &Attr) -> Result<(), 
         inner: bpftime_netdev::WorkerHost {
             trace: caller_trace(call),
         },
-        listener: call.listener,
-        notif_id: call.notif.id,
-        tid: call.tid(),
+        caller: Caller::of(call),
     };
     let counts = std::thread::scope(|sc| {
         sc.spawn(move || -> Result<bpftime_netdev::live::LiveCounts, i32> {
@@ -354,9 +348,7 @@ fn live(call: &Call<'_>, obj: &crate::registry::Object, a: &Attr) -> Result<(), 
 /// The data plane's host for a live-frame test run, stopped when its caller is gone.
 struct LiveHost<'a> {
     inner: bpftime_netdev::WorkerHost,
-    listener: crate::sys::seccomp::Listener<'a>,
-    notif_id: u64,
-    tid: u32,
+    caller: Caller<'a>,
 }
 
 impl bpftime_vm::run::HostEnv for LiveHost<'_> {
@@ -370,18 +362,40 @@ impl bpftime_vm::run::HostEnv for LiveHost<'_> {
         self.inner.fib_lookup(params, flags)
     }
     fn interrupted(&self) -> bool {
-        caller_interrupted(self.listener, self.notif_id, self.tid)
+        self.caller.interrupted()
     }
 }
 
-/// The kernel's `signal_pending(current)` for the caller of a test run: it is gone (its
-/// notification is no longer valid: killed), or a signal it does not block is pending
-/// on the thread or its process (`SigPnd`/`ShdPnd` against `SigBlk` in
-/// /proc/TID/status; ignored signals are never queued).
-fn caller_interrupted(listener: crate::sys::seccomp::Listener<'_>, id: u64, tid: u32) -> bool {
-    if !listener.id_valid(id) {
-        return true;
+/// The thread whose notification a test run answers.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    listener: crate::sys::seccomp::Listener<'a>,
+    notif_id: u64,
+    tid: u32,
+}
+
+impl<'a> Caller<'a> {
+    fn of(call: &Call<'a>) -> Self {
+        Caller {
+            listener: call.listener,
+            notif_id: call.notif.id,
+            tid: call.tid(),
+        }
     }
+
+    /// The kernel's `signal_pending(current)` for the caller: it is gone (its
+    /// notification is no longer valid: killed), or a signal it does not block is
+    /// pending on the thread or its process (`SigPnd`/`ShdPnd` against `SigBlk` in
+    /// /proc/TID/status; ignored signals are never queued).
+    fn interrupted(&self) -> bool {
+        if !self.listener.id_valid(self.notif_id) {
+            return true;
+        }
+        caller_signal_pending(self.tid)
+    }
+}
+
+fn caller_signal_pending(tid: u32) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
         return true;
     };

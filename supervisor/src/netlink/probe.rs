@@ -16,7 +16,9 @@
 
 use std::sync::OnceLock;
 
-use super::msg::{put_attr, NlMsgHdr, IFLA_XDP, IFLA_XDP_FD, IFLA_XDP_FLAGS, RTM_SETLINK};
+use super::msg::{
+    put_attr, IfInfoMsg, NlMsgHdr, IFLA_XDP, IFLA_XDP_FD, IFLA_XDP_FLAGS, RTM_SETLINK,
+};
 use super::reply::parse_error;
 use super::session::KernelSocket;
 use super::sock::FdSocket;
@@ -70,8 +72,12 @@ fn setlink_xdp(ifindex: u32, fd: i32, flags: u32) -> Vec<u8> {
     let mut nest = Vec::new();
     put_attr(&mut nest, IFLA_XDP_FD, &fd.to_ne_bytes());
     put_attr(&mut nest, IFLA_XDP_FLAGS, &flags.to_ne_bytes());
-    let mut body = vec![0u8; 16];
-    body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut body = IfInfoMsg {
+        index: ifindex as i32,
+        ..IfInfoMsg::default()
+    }
+    .to_bytes()
+    .to_vec();
     put_attr(&mut body, IFLA_XDP | libc::NLA_F_NESTED as u16, &nest);
     let hdr = NlMsgHdr {
         len: (16 + body.len()) as u32,
