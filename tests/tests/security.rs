@@ -1,7 +1,7 @@
 //! What a hostile loader must not be able to do to the root daemon (issue: security
 //! findings), each compared with the kernel on this machine where the kernel has an
 //! answer: a test run that cannot be stopped, a user namespace taken for the initial
-//! one, rtnetlink XDP changes without CAP_NET_ADMIN.
+//! one, rtnetlink XDP changes without CAP_NET_ADMIN, pointers laundered through maps.
 
 #[path = "supervisor_common/mod.rs"]
 mod common;
@@ -501,4 +501,35 @@ fn sigterm_stops_the_daemon_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(!left, "bpffs still mounted after SIGTERM");
     assert!(!sock.exists(), "socket left behind");
+}
+
+/// A pointer stored into a map and read back is a number: using the address of the
+/// context, the stack, the packet, a map or a map value laundered that way is refused at
+/// load (EACCES), as the kernel refuses it; a number's round trip still runs. Both back
+/// ends (they used to load and run all of them, reading and writing through the address).
+#[test]
+fn pointers_laundered_through_maps_are_numbers() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_launder");
+    let client = gcc(tmp.path(), "sv_launder.c", "launder", false, &["-lbpf"]);
+    let client = client.to_str().unwrap();
+    let native = stdout_ok(
+        &Command::new(client).output().unwrap(),
+        "laundering programs (kernel)",
+    );
+    assert!(native.contains("number ran 7"), "{native}");
+    assert!(native.contains("map_value EACCES"), "{native}");
+    for jit in ["1", "0"] {
+        std::env::set_var("BPFTIME_JIT", jit);
+        let d = Daemon::start();
+        let out = output_within(
+            d.run_cmd(&[client]),
+            Duration::from_secs(20),
+            &format!("JIT={jit}: laundering programs under bpftime"),
+        );
+        let ours = stdout_ok(&out, "laundering programs (bpftime)");
+        assert_same_lines(&native, &ours, Some(&d));
+    }
 }

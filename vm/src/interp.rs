@@ -66,6 +66,10 @@ pub(crate) struct Scratch {
     frames: [Frame; MAX_CALL_FRAMES * 2],
     regions: Vec<Region>,
     maps: Vec<Arc<dyn Map>>,
+    /// Programs this run left through a tail call and maps it stopped using: kept
+    /// alive until the run ends, as the kernel's RCU read section keeps them.
+    entered: Vec<Arc<Program>>,
+    kept_maps: Vec<Arc<dyn Map>>,
 }
 
 thread_local! {
@@ -79,6 +83,8 @@ fn take_scratch() -> Box<Scratch> {
             frames: [Frame::default(); MAX_CALL_FRAMES * 2],
             regions: Vec::with_capacity(16),
             maps: Vec::new(),
+            entered: Vec::new(),
+            kept_maps: Vec::new(),
         })
     })
 }
@@ -86,6 +92,8 @@ fn take_scratch() -> Box<Scratch> {
 fn put_scratch(mut s: Box<Scratch>) {
     s.regions.clear();
     s.maps.clear();
+    s.entered.clear();
+    s.kept_maps.clear();
     SCRATCH.with(|c| c.set(Some(s)));
 }
 
@@ -129,6 +137,11 @@ pub(crate) struct RunCtx<'a> {
     pub(crate) last_region: Region,
     /// The `bpf_spin_lock` word this run holds (0: none), released when the run ends.
     pub(crate) held_lock: u64,
+    /// Regions given by the caller of the run (raw memory, a fake skb): the first
+    /// `base_regions` of `scratch.regions`, valid in every program of the run.
+    base_regions: usize,
+    /// A helper removed a region (compiled code drops its region cache).
+    pub(crate) regions_removed: bool,
 }
 
 pub(crate) enum End {
@@ -148,15 +161,29 @@ pub(crate) fn tail_from_subprog(
 ) -> Result<u64, Fault> {
     let saved = rc.cur.take();
     let depth = rc.depth;
+    // The target does not see what the subprogram derived; the subprogram gets it
+    // back when the target returns.
+    let base = rc.scratch.regions[..rc.base_regions].to_vec();
+    let saved_regions = std::mem::replace(&mut rc.scratch.regions, base);
+    let saved_maps = std::mem::take(&mut rc.scratch.maps);
+    let saved_last = std::mem::replace(&mut rc.last_region, Region::new(0, 0, false));
     let res = loop {
         rc.cur = Some(prog.clone());
         rc.depth = depth;
         match exec(&prog, rc, 0, [ctx, 0, 0, 0, 0], true) {
             Ok(End::Exit(v)) => break Ok(v),
-            Ok(End::Tail(next)) => prog = next,
+            Ok(End::Tail(next)) => {
+                rc.scratch.entered.push(std::mem::replace(&mut prog, next));
+                rc.forget_derived();
+            }
             Err(f) => break Err(f),
         }
     };
+    rc.scratch.entered.push(prog);
+    rc.forget_derived();
+    rc.scratch.regions = saved_regions;
+    rc.scratch.maps = saved_maps;
+    rc.last_region = saved_last;
     rc.cur = saved;
     rc.depth = depth;
     res
@@ -169,6 +196,7 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
     if let Some(r) = a.region {
         scratch.regions.push(r);
     }
+    let base_regions = scratch.regions.len();
     let mut rc = RunCtx {
         first: prog,
         cur: None,
@@ -188,6 +216,8 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         may_goto: MAY_GOTO_BUDGET,
         last_region: Region::new(0, 0, false),
         held_lock: 0,
+        base_regions,
+        regions_removed: false,
     };
     let r1 = a.r1;
     let mut args = [r1, a.r2, 0, 0, 0];
@@ -206,7 +236,10 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         match r {
             Ok(End::Exit(v)) => break Ok(v),
             Ok(End::Tail(next)) => {
-                rc.cur = Some(next);
+                if let Some(prev) = rc.cur.replace(next) {
+                    rc.scratch.entered.push(prev);
+                }
+                rc.forget_derived();
                 args = [r1, 0, 0, 0, 0];
             }
             Err(f) => break Err(f),
@@ -228,6 +261,16 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
 }
 
 impl RunCtx<'_> {
+    /// A tail call replaced the running program: regions and maps it derived (map
+    /// values, inner maps) stop being reachable; their memory stays alive until the
+    /// run ends (`Scratch::kept_maps`, `Scratch::entered`).
+    fn forget_derived(&mut self) {
+        self.scratch.regions.truncate(self.base_regions);
+        let maps = std::mem::take(&mut self.scratch.maps);
+        self.scratch.kept_maps.extend(maps);
+        self.last_region = Region::new(0, 0, false);
+    }
+
     pub(crate) fn cur_prog(&self) -> &Program {
         match &self.cur {
             Some(c) => c,
@@ -270,7 +313,7 @@ impl RunCtx<'_> {
     }
 
     /// The region of this run (static or added by a helper) holding `[addr, addr+len)`,
-    /// as `access_ok_slow` finds it (the JIT caches it; regions live for the whole run).
+    /// as `access_ok_slow` finds it (the JIT caches it; regions live until a tail call ends the program).
     pub(crate) fn find_region(&self, addr: u64, len: u64, write: bool) -> Option<Region> {
         let p = self.cur_prog();
         p.static_regions
@@ -913,16 +956,18 @@ impl HelperCtx for RunCtx<'_> {
         self.last_region = region;
     }
 
+    fn remove_region(&mut self, start: u64) {
+        self.scratch.regions.retain(|r| r.start != start);
+        if self.last_region.start == start {
+            self.last_region = Region::new(0, 0, false);
+        }
+        self.regions_removed = true;
+    }
+
     fn map(&self, handle: u64) -> Option<&Arc<dyn Map>> {
         let p = self.cur_prog();
         if let Some(i) = p.map_handles.iter().position(|&h| h == handle) {
             return p.maps().get(i);
-        }
-        if self.cur.is_some() {
-            // Maps of the program that tail-called (handles may still be in registers).
-            if let Some(i) = self.first.map_handles.iter().position(|&h| h == handle) {
-                return self.first.maps().get(i);
-            }
         }
         self.scratch.maps.iter().find(|m| map_handle(m) == handle)
     }

@@ -1,5 +1,31 @@
 //! Memory regions a run may touch. The interpreter checks every access it could not
 //! prove at load time against these; helpers use the same check through `HelperCtx`.
+//!
+//! # Who owns what a run touches
+//! The verifier's type facts come first: only a value it types as a pointer (context,
+//! stack, packet, a map value or record a helper returned, global data) can be
+//! dereferenced; a number read from a map or the packet never can, whatever address
+//! it holds. The run-time check below backs that up, never the other way round.
+//!
+//! | region | kept alive by | valid until |
+//! |---|---|---|
+//! | stack (all frames) | the thread's `Scratch` | the run ends |
+//! | packet `[data_meta, data_end)` | the caller of the run (frame, test buffer) | read live: adjust_head/meta/tail move it |
+//! | the caller's extra region (raw memory, fake skb) | the caller of the run | the run ends |
+//! | global data, array values (`Program::static_regions`, `value_areas`) | the program's `Arc<dyn Map>`s | a tail call leaves the program |
+//! | a value or record a helper returned (`add_region`) | the program's maps, inner maps in `Scratch::maps`, the epoch guard for hash elements | a tail call leaves the program |
+//!
+//! A tail call ends the running program: what it derived is no longer reachable from
+//! its target (`RunCtx::forget_derived`; a tail call from a subprogram hands it back
+//! when the target returns), but every program entered and every map touched stays
+//! alive until the run ends (`Scratch::entered`, `Scratch::kept_maps`), as the
+//! kernel's RCU read section keeps them, so closing fds or emptying a prog array
+//! during a run frees nothing it may still use. `bpf_ringbuf_submit`/`discard` end a
+//! record's region (`HelperCtx::remove_region`): the record is the reader's then.
+//!
+//! Known gap until the verifier tracks the caller's stack in callees: an 8-byte load
+//! through a pointer into a calling frame may be a pointer the caller spilled, so it is
+//! dereferenceable and checked here at run time only.
 
 /// A contiguous range of host memory a program may access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -165,6 +165,9 @@ pub trait HelperCtx {
     /// Make `region` accessible for the rest of this run (a map value handed out
     /// by `map_lookup_elem`, a ring buffer reservation...).
     fn add_region(&mut self, region: Region);
+    /// The region starting at `start` stops being accessible (a ring buffer record
+    /// submitted or discarded).
+    fn remove_region(&mut self, start: u64);
     /// Resolve a map handle (the value `ld_imm64 MAP_FD` put in a register, or an
     /// inner map returned by a lookup in a map-of-maps).
     fn map(&self, handle: u64) -> Option<&Arc<dyn Map>>;

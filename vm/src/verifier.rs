@@ -64,25 +64,29 @@ fn fail(errno: i32, log: &mut String, msg: String) -> LoadError {
 }
 
 // Register kinds (a set: the union over all paths reaching an instruction).
-const K_UNINIT: u8 = 1;
-const K_SCALAR: u8 = 2;
-const K_CTX: u8 = 4;
-const K_CTXMOD: u8 = 8;
-const K_STACK: u8 = 16;
-const K_PTR: u8 = 32;
-const K_MAP: u8 = 64;
-const K_FUNC: u8 = 128;
-const K_POINTERS: u8 = K_CTX | K_CTXMOD | K_STACK | K_PTR | K_MAP | K_FUNC;
+type Kinds = u16;
+const K_UNINIT: Kinds = 1;
+const K_SCALAR: Kinds = 2;
+const K_CTX: Kinds = 4;
+const K_CTXMOD: Kinds = 8;
+const K_STACK: Kinds = 16;
+const K_PTR: Kinds = 32;
+const K_MAP: Kinds = 64;
+const K_FUNC: Kinds = 128;
+/// A pointer into a calling frame's stack (offset not tracked): an 8-byte load from
+/// it may be a pointer the caller spilled there.
+const K_FRAME: Kinds = 256;
+const K_POINTERS: Kinds = K_CTX | K_CTXMOD | K_STACK | K_PTR | K_MAP | K_FUNC | K_FRAME;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Reg {
-    k: u8,
+    k: Kinds,
     /// Offset from the frame pointer, when the value is a stack pointer with a known offset.
     off: Option<i32>,
 }
 
 impl Reg {
-    const fn kind(k: u8) -> Self {
+    const fn kind(k: Kinds) -> Self {
         Reg { k, off: None }
     }
     fn join(self, o: Reg) -> Reg {
@@ -94,7 +98,7 @@ impl Reg {
     /// How a caller's value looks in a callee's frame (and back).
     fn cross_frame(self) -> Reg {
         if self.k & K_STACK != 0 {
-            Reg::kind((self.k & !K_STACK) | K_PTR)
+            Reg::kind((self.k & !K_STACK) | K_FRAME)
         } else {
             Reg::kind(self.k)
         }
@@ -185,7 +189,7 @@ impl State {
 #[derive(Clone, Copy, Default)]
 struct Seen {
     visited: bool,
-    k: [u8; 11],
+    k: [Kinds; 11],
     /// Stack offset of the memory base register: 0 none seen, 1 one value, 2 several/unknown.
     off_state: u8,
     off: i32,
@@ -1149,9 +1153,14 @@ fn analyse(
                         } else {
                             Reg::kind(K_SCALAR)
                         }
-                    } else if size == 8 {
+                    } else if size == 8 && b.k & K_FRAME != 0 {
+                        // A caller's spill, seen from a callee that does not track the
+                        // caller's slots: a pointer there stays a pointer (run-time checked).
                         Reg::kind(K_SCALAR | K_PTR)
                     } else {
+                        // Map values, the packet, an untracked stack offset: what was
+                        // stored there is a number now, as the kernel types it; a
+                        // pointer written into a map cannot be used as one again.
                         Reg::kind(K_SCALAR)
                     };
                     s.regs[insn.dst as usize] = v;
@@ -1255,7 +1264,13 @@ fn analyse(
                             crate::helpers::id::SPIN_UNLOCK => s.lock = LOCK_FREE,
                             _ => {}
                         }
-                        s.regs[0] = Reg::kind(K_SCALAR | K_PTR);
+                        // Pointer-or-NULL from the helpers that return memory; a
+                        // number from all others.
+                        s.regs[0] = Reg::kind(match insn.imm as u32 {
+                            crate::helpers::id::MAP_LOOKUP_ELEM
+                            | crate::helpers::id::RINGBUF_RESERVE => K_SCALAR | K_PTR,
+                            _ => K_SCALAR,
+                        });
                         for r in 1..=5 {
                             s.regs[r] = Reg::kind(K_UNINIT);
                         }
@@ -1305,7 +1320,7 @@ fn alu_transfer(s: &mut State, insn: Insn) {
                 (K_SCALAR, Some(insn.imm as i64))
             };
             let src_ptr = sk & K_POINTERS != 0;
-            let mut k = 0u8;
+            let mut k: Kinds = 0;
             let mut off = None;
             if dv.k & (K_SCALAR | K_UNINIT) != 0 {
                 if op == BPF_ADD && src_ptr {
@@ -1316,7 +1331,7 @@ fn alu_transfer(s: &mut State, insn: Insn) {
                     k |= K_SCALAR;
                 }
             }
-            for kind in [K_CTX, K_CTXMOD, K_STACK, K_PTR, K_MAP, K_FUNC] {
+            for kind in [K_CTX, K_CTXMOD, K_STACK, K_PTR, K_MAP, K_FUNC, K_FRAME] {
                 if dv.k & kind == 0 {
                     continue;
                 }
@@ -1367,10 +1382,10 @@ fn alu_op_name(op: u8) -> &'static str {
     }
 }
 
-fn kinds_name(k: u8) -> &'static str {
+fn kinds_name(k: Kinds) -> &'static str {
     if k & K_CTX != 0 {
         "ctx"
-    } else if k & K_STACK != 0 {
+    } else if k & (K_STACK | K_FRAME) != 0 {
         "fp"
     } else if k & K_MAP != 0 {
         "map_ptr"
@@ -1410,7 +1425,7 @@ fn check_types(
                 Ok(())
             }
         };
-        let definite_ptr = |kk: u8| kk != 0 && kk & !K_POINTERS == 0;
+        let definite_ptr = |kk: Kinds| kk != 0 && kk & !K_POINTERS == 0;
         match class {
             BPF_ALU | BPF_ALU64 => {
                 if op != BPF_MOV {
@@ -1526,7 +1541,7 @@ fn check_types(
                 let size = size_bytes(insn.code) as i32;
                 let access = format!("off={} size={size}", insn.off);
                 if bk & K_CTX != 0 {
-                    if bk & (K_STACK | K_PTR | K_MAP | K_FUNC | K_CTXMOD) != 0 {
+                    if bk & (K_STACK | K_FRAME | K_PTR | K_MAP | K_FUNC | K_CTXMOD) != 0 {
                         return Err(fail(
                             EINVAL,
                             log,
@@ -1660,7 +1675,8 @@ fn check_types(
                                 // A map value's lock: never the stack, the context, a
                                 // map or a function, nor a value that is only a number.
                                 ArgKind::SpinLock => {
-                                    rk & (K_STACK | K_CTX | K_CTXMOD | K_MAP | K_FUNC) != 0
+                                    rk & (K_STACK | K_FRAME | K_CTX | K_CTXMOD | K_MAP | K_FUNC)
+                                        != 0
                                         || rk & K_PTR == 0
                                 }
                                 _ => false,

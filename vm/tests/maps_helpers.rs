@@ -8,7 +8,7 @@ use bpftime_vm::asm::assemble;
 use bpftime_vm::insn::{encode, Insn};
 use bpftime_vm::maps::{self, map_type, prog_array::ProgArray, Map, MapAttr};
 use bpftime_vm::program::{prog_type, MapResolver, ProgLoadSpec, Program};
-use bpftime_vm::run::NoHost;
+use bpftime_vm::run::{Fault, NoHost};
 
 /// Fds 10.. are `maps[fd - 10]`; fd_array index i is `maps[i]`.
 struct Fds(Vec<Arc<dyn Map>>);
@@ -331,5 +331,195 @@ fn resolved_array_lookups() {
         }
         m.sys_update(&2u32.to_ne_bytes(), &[0; 4], 0)
             .expect("reset");
+    }
+}
+
+fn run_once(p: &Program, host: &dyn bpftime_vm::run::HostEnv) -> bpftime_vm::program::RunResult {
+    let mut buf = [0u8; 64];
+    let mut ctx = bpftime_vm::run::XdpCtx::default();
+    ctx.data = buf.as_mut_ptr() as u64;
+    ctx.data_meta = ctx.data;
+    ctx.data_end = ctx.data + buf.len() as u64;
+    p.run_xdp(&mut ctx, 0, host)
+}
+
+/// Drops what it holds when the program calls `bpf_trace_printk`: the loader closing
+/// the last fds of a program and its map while that program runs.
+struct DropOnTrace {
+    slots: Arc<dyn Map>,
+    held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
+}
+impl bpftime_vm::run::HostEnv for DropOnTrace {
+    fn trace_printk(&self, _msg: &str) {
+        let pa = self
+            .slots
+            .as_any()
+            .downcast_ref::<ProgArray>()
+            .expect("ProgArray");
+        pa.clear(1).expect("clear");
+        self.held.lock().expect("lock").clear();
+    }
+}
+
+/// A tail call ends the program that made it: its target cannot use what the caller
+/// derived (a map value it looked up), even through an address it finds in a map and
+/// makes look like a pointer (a caller's stack slot read in a subprogram, which the
+/// verifier does not follow); and the caller and its maps stay alive until the run ends
+/// even when the loader drops them mid-run (they used to be freed at the tail call, and
+/// the target wrote into the freed value). Both back ends.
+#[test]
+fn tail_call_targets_cannot_reach_their_callers_memory() {
+    for jit in [true, false] {
+        bpftime_vm::jit::scoped(jit, || {
+            let pa = maps::create(&MapAttr {
+                map_type: map_type::PROG_ARRAY,
+                key_size: 4,
+                value_size: 4,
+                max_entries: 4,
+                ..Default::default()
+            })
+            .expect("prog array");
+            // A hash map without preallocation: its values are regions a lookup adds
+            // to the run (array and preallocated values are the program's own areas).
+            let secret = maps::create(&MapAttr {
+                map_type: map_type::HASH,
+                key_size: 4,
+                value_size: 8,
+                max_entries: 1,
+                map_flags: 1,
+                ..Default::default()
+            })
+            .expect("hash");
+            secret
+                .sys_update(&0u32.to_ne_bytes(), &5u64.to_ne_bytes(), 0)
+                .expect("update");
+            let mailbox = array(8, 1);
+            let weak_secret = Arc::downgrade(&secret);
+            // B (slot 1): looks its map up, leaves the value's address in the mailbox,
+            // prints (the host then drops B and `secret`), tail-calls C (slot 2).
+            let fds_b = Fds(vec![pa.clone(), secret.clone(), mailbox.clone()]);
+            let mut b =
+                assemble("mov %r6, %r1\nstw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4").expect("asm");
+            b.extend(ld_map(1, 1, 11, 0));
+            b.extend(
+                assemble("call 1\njne %r0, 0, +2\nmov %r0, 7\nexit\nmov %r7, %r0\nstdw [%r7+0], 5\nmov %r2, %r10\nadd %r2, -4")
+                    .expect("asm"),
+            );
+            b.extend(ld_map(1, 1, 12, 0));
+            b.extend(
+                assemble("call 1\njne %r0, 0, +2\nmov %r0, 7\nexit\nstxdw [%r0+0], %r7\nstw [%r10-8], 120\nmov %r1, %r10\nadd %r1, -8\nmov %r2, 2\ncall 6\nmov %r1, %r6")
+                    .expect("asm"),
+            );
+            b.extend(ld_map(2, 1, 10, 0));
+            b.extend(assemble("mov %r3, 2\ncall 12\nmov %r0, 8\nexit").expect("asm"));
+            let b = Arc::new(Program::load(spec(&b), &fds_b).expect("load B"));
+            drop(fds_b);
+            // C (slot 2): reads the address from the mailbox (a number), spills it, and
+            // a subprogram writes 0x41 through it; returns 3 if the write went through.
+            let fds_c = Fds(vec![mailbox.clone()]);
+            let mut c = assemble("stw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4").expect("asm");
+            c.extend(ld_map(1, 1, 10, 0));
+            c.extend(
+                assemble(
+                    "call 1\njne %r0, 0, +2\nmov %r0, 7\nexit\nldxdw %r1, [%r0+0]\nstxdw [%r10-16], %r1\n\
+                     mov %r1, %r10\nadd %r1, -16\ncall local sub\nmov %r0, 3\nexit\n\
+                     sub:\nldxdw %r2, [%r1+0]\nstdw [%r2+0], 65\nmov %r0, 0\nexit",
+                )
+                .expect("asm"),
+            );
+            let c = Arc::new(Program::load(spec(&c), &fds_c).expect("load C"));
+            // A (entry): tail-calls slot 1.
+            let a = Program::load(
+                spec(&prog(
+                    &ld_map(2, 1, 10, 0),
+                    "mov %r3, 1\ncall 12\nmov %r0, 9\nexit",
+                )),
+                &Fds(vec![pa.clone()]),
+            )
+            .expect("load A");
+            let slots = pa.as_any().downcast_ref::<ProgArray>().expect("ProgArray");
+            slots.set(2, 3, c, 0).expect("set C");
+
+            // Without the drop: C's write through B's value is refused.
+            slots.set(1, 2, b.clone(), 0).expect("set B");
+            let host = DropOnTrace {
+                slots: pa.clone(),
+                held: std::sync::Mutex::new(Vec::new()),
+            };
+            let r = run_once(&a, &host);
+            assert_eq!(
+                r.verdict, 0,
+                "jit={jit}: C wrote through B's value (XDP_ABORTED expected)"
+            );
+            assert!(
+                matches!(r.fault, Some(Fault::OutOfBounds { kind: "write", .. })),
+                "jit={jit}: {:?}",
+                r.fault
+            );
+            let mut v = [0u8; 8];
+            secret
+                .sys_lookup(&0u32.to_ne_bytes(), &mut v, 0)
+                .expect("lookup");
+            assert_eq!(
+                u64::from_ne_bytes(v),
+                5,
+                "jit={jit}: B's value was written by C"
+            );
+
+            // With B and its map dropped by the loader while B runs.
+            slots.set(1, 2, b.clone(), 0).expect("set B");
+            host.held.lock().expect("lock").push(Box::new(b));
+            host.held.lock().expect("lock").push(Box::new(secret));
+            let r = run_once(&a, &host);
+            assert_eq!(r.verdict, 0, "jit={jit}: C wrote into B's freed value");
+            assert!(
+                matches!(r.fault, Some(Fault::OutOfBounds { kind: "write", .. })),
+                "jit={jit}: {:?}",
+                r.fault
+            );
+            assert!(
+                weak_secret.upgrade().is_none(),
+                "jit={jit}: B's map outlived the run"
+            );
+            slots.clear_all();
+        });
+    }
+}
+
+/// A ring buffer record belongs to the reader once submitted (or discarded): a write
+/// to it afterwards faults, on both back ends (the kernel refuses it at load).
+#[test]
+fn ringbuf_records_end_at_submit() {
+    for jit in [true, false] {
+        for commit in [132, 133] {
+            bpftime_vm::jit::scoped(jit, || {
+                let rb = maps::create(&MapAttr {
+                    map_type: map_type::RINGBUF,
+                    key_size: 0,
+                    value_size: 0,
+                    max_entries: 4096,
+                    ..Default::default()
+                })
+                .expect("ringbuf");
+                let fds = Fds(vec![rb]);
+                let mut insns = ld_map(1, 1, 10, 0).to_vec();
+                insns.extend(
+                    assemble(&format!(
+                        "mov %r2, 8\nmov %r3, 0\ncall 131\njne %r0, 0, +2\nmov %r0, 7\nexit\n\
+                         mov %r6, %r0\nstdw [%r6+0], 1\nmov %r1, %r6\nmov %r2, 0\ncall {commit}\n\
+                         stdw [%r6+0], 2\nmov %r0, 2\nexit"
+                    ))
+                    .expect("asm"),
+                );
+                let p = Program::load(spec(&insns), &fds).expect("load");
+                let r = run_once(&p, &NoHost);
+                assert_eq!(r.verdict, 0, "jit={jit} helper {commit}");
+                assert!(
+                    matches!(r.fault, Some(Fault::OutOfBounds { kind: "write", .. })),
+                    "jit={jit} helper {commit}: {:?}",
+                    r.fault
+                );
+            });
+        }
     }
 }

@@ -37,7 +37,6 @@ pub fn reserve(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fault> {
 }
 
 fn commit(ctx: &mut dyn HelperCtx, a: [u64; 5], discard: bool, id: u32) -> Result<u64, Fault> {
-    let _ = ctx;
     let rb = RingBuf::from_record(a[0]).ok_or(Fault::Helper {
         id,
         why: "not a ring buffer record",
@@ -46,6 +45,8 @@ fn commit(ctx: &mut dyn HelperCtx, a: [u64; 5], discard: bool, id: u32) -> Resul
         id,
         why: "record not reserved",
     })?;
+    // The record belongs to the reader now: the program may not write it again.
+    ctx.remove_region(a[0]);
     Ok(0)
 }
 

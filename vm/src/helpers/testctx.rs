@@ -132,6 +132,9 @@ impl HelperCtx for TestCtx {
     fn add_region(&mut self, region: Region) {
         self.regions.push(region);
     }
+    fn remove_region(&mut self, start: u64) {
+        self.regions.retain(|r| r.start != start);
+    }
     fn map(&self, handle: u64) -> Option<&Arc<dyn Map>> {
         self.maps.iter().find(|m| map_handle(m) == handle)
     }

@@ -30,8 +30,9 @@ pub(crate) struct JitEnv {
     /// Non-zero: compiled code must return now (fault or tail call recorded below).
     pub exit: u64,
     /// The writable region `jit_access` last accepted (start, len; len 0 = none):
-    /// compiled code checks it inline before calling `jit_access`. Regions are never
-    /// removed during a run, so a cached one stays valid until the run ends.
+    /// compiled code checks it inline before calling `jit_access`. A program's regions
+    /// are removed only when a tail call ends it, and each entry gets a fresh `JitEnv`,
+    /// so a cached one stays valid while this compiled code runs.
     pub cache_start: u64,
     pub cache_len: u64,
     /// The run's per-CPU slot (`cpu % possible_cpus()`), for inline PERCPU_ARRAY lookups.
@@ -310,8 +311,12 @@ pub(crate) extern "C" fn jit_helper(
         }
     };
     // A map lookup returns the value it just made accessible: cache that region so
-    // the program's accesses through r0 take the inline path. Regions are never
-    // removed during a run, so this is as valid as a region `jit_access` accepted.
+    // the program's accesses through r0 take the inline path. It stays a region of
+    // this program until it ends, as valid as a region `jit_access` accepted.
+    if std::mem::take(&mut rc.regions_removed) {
+        e.cache_start = 0;
+        e.cache_len = 0;
+    }
     let last = rc.last_region;
     if v != 0 && last.start == v && last.writable && last.len != 0 {
         e.cache_start = last.start;
