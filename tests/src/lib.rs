@@ -2,6 +2,7 @@
 //! oracle, network-namespace fixtures, and the privilege gate. Cross-crate and
 //! real-client tests live in `tests/tests/`.
 
+pub mod cgroup;
 pub mod corpus;
 pub mod netns;
 pub mod oracle;

@@ -30,6 +30,8 @@ pub enum Need {
     /// The Go toolchain (`go`) and Debian's cilium/ebpf and vishvananda/netlink sources
     /// (under /usr/share/gocode) are installed, to build Go loaders at test time.
     Go,
+    /// A memory cgroup with a limit can be made below this process's own.
+    MemCgroup,
 }
 
 /// Whether privileged tests must run (CI): then a missing capability is a failure.
@@ -64,6 +66,8 @@ pub fn missing(need: Need) -> Option<String> {
         Need::Tool(prog) => which(prog)
             .is_none()
             .then(|| format!("`{prog}` is not installed (tests/install-deps.sh installs it)")),
+        Need::MemCgroup => (!crate::cgroup::MemCgroup::available())
+            .then(|| "no memory cgroup can be made here (v1 memory controller or v2 with memory delegated)".into()),
         Need::Go => {
             let src = Path::new("/usr/share/gocode/src/github.com");
             if which("go").is_none() {

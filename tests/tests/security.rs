@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use bpftime_tests::cgroup::MemCgroup;
 use bpftime_tests::netns::VethPair;
 use bpftime_tests::privilege::{require, Need};
 use common::*;
@@ -532,4 +533,56 @@ fn pointers_laundered_through_maps_are_numbers() {
         let ours = stdout_ok(&out, "laundering programs (bpftime)");
         assert_same_lines(&native, &ours, Some(&d));
     }
+}
+
+/// Map memory is reserved when the map is created, as the kernel does, and a map that
+/// does not fit is ENOMEM at creation: with the daemon in a 300 MiB memory cgroup, a
+/// 512 MiB array is refused (the daemon used to accept it and be OOM-killed while the
+/// loader filled it, losing every user's objects) and a 64 MiB one is created and
+/// filled; the kernel, for a loader in the same limit, answers the same.
+#[test]
+fn map_memory_is_reserved_at_creation() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse, Need::MemCgroup]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_mapmem");
+    let client = gcc(tmp.path(), "sv_bigmap.c", "bigmap", false, &["-lbpf"]);
+    let client = client.to_str().unwrap();
+    let limit = 300u64 << 20;
+    let kernel = MemCgroup::new("bpftime_kernel", limit).expect("memory cgroup");
+    let native = |mib: &str| {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec {client} {mib}",
+            kernel.path().display()
+        );
+        stdout_ok(
+            &Command::new("sh").args(["-c", &script]).output().unwrap(),
+            "big array (kernel)",
+        )
+    };
+    assert_eq!(native("512").trim(), "create ENOMEM");
+    assert_eq!(native("64").trim(), "filled");
+
+    let d = Daemon::start();
+    let cg = MemCgroup::new("bpftime_daemon", limit).expect("memory cgroup");
+    cg.add(d.pid().expect("daemon pid"));
+    for (mib, want) in [
+        ("512", "create ENOMEM"),
+        ("64", "filled"),
+        ("512", "create ENOMEM"),
+    ] {
+        let out = output_within(
+            d.run_cmd(&[client, mib]),
+            Duration::from_secs(60),
+            &format!("{mib} MiB array under bpftime"),
+        );
+        let ours = stdout_ok(&out, "big array (bpftime)");
+        assert_eq!(ours.trim(), want, "{mib} MiB: {}", d.log());
+    }
+    assert!(
+        Path::new(&format!("/proc/{}", d.pid().unwrap())).exists(),
+        "the daemon died: {}",
+        d.log()
+    );
+    let _ = d.status(); // answers (panics otherwise)
 }

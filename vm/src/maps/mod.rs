@@ -22,6 +22,7 @@ pub mod lpm_trie;
 pub mod map_in_map;
 pub mod prog_array;
 pub mod queue_stack;
+pub mod reserve;
 pub mod ringbuf;
 pub mod shmem;
 

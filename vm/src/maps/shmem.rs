@@ -19,6 +19,8 @@ use super::MapError;
 
 enum Backing {
     Heap(Layout),
+    /// An anonymous private mapping of `len` bytes, populated when made.
+    Anon(usize),
     Mmap {
         fd: OwnedFd,
         len: usize,
@@ -121,10 +123,22 @@ pub fn total_ram() -> u64 {
     (si.totalram as u64).saturating_mul(si.mem_unit.max(1) as u64)
 }
 
+/// Fault in every page of `[p, p+len)` now (its memory is then the map's until it is
+/// freed); false when the kernel cannot supply them. Kernels before 5.14 lack
+/// `MADV_POPULATE_WRITE`: the pages then come on first use, as before.
+fn populate(p: *mut libc::c_void, len: usize) -> bool {
+    // SAFETY: advice on a mapping of `len` bytes we just made.
+    let r = unsafe { libc::madvise(p, len, libc::MADV_POPULATE_WRITE) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+}
+
 impl Shmem {
     /// `len` zeroed bytes on the heap; `ENOMEM` when they cannot be allocated.
     pub fn heap(len: usize) -> Result<Self, MapError> {
         let len = len.max(8);
+        if len >= super::reserve::MIN_RESERVED {
+            return Self::anon(len);
+        }
         let layout = Layout::from_size_align(len, 8).map_err(|_| MapError::NoMem)?;
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
@@ -134,6 +148,41 @@ impl Shmem {
             len,
             backing: Backing::Heap(layout),
         })
+    }
+
+    /// `len` (rounded up to pages) zeroed bytes of private anonymous memory, reserved
+    /// and populated now (`reserve`).
+    fn anon(len: usize) -> Result<Self, MapError> {
+        let len = len
+            .checked_next_multiple_of(page_size())
+            .ok_or(MapError::NoMem)?;
+        super::reserve::reserved(len, || {
+            // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return None;
+            }
+            if !populate(p, len) {
+                // SAFETY: unmapping the mapping made just above.
+                unsafe { libc::munmap(p, len) };
+                return None;
+            }
+            Some(Self {
+                ptr: NonNull::new(p.cast::<u8>())?,
+                len,
+                backing: Backing::Anon(len),
+            })
+        })
+        .ok_or(MapError::NoMem)
     }
 
     /// `len` (rounded up to pages) zeroed bytes in a memfd named `name`, mapped shared.
@@ -158,20 +207,34 @@ impl Shmem {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(MapError::NoMem);
         }
-        // SAFETY: mapping our own fd, length as truncated; the kernel picks the address.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
+        let map = || {
+            // SAFETY: mapping our own fd, length as truncated; the kernel picks the address.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return None;
+            }
+            if len >= super::reserve::MIN_RESERVED && !populate(p, len) {
+                // SAFETY: unmapping the mapping made just above.
+                unsafe { libc::munmap(p, len) };
+                return None;
+            }
+            Some(p)
         };
-        if p == libc::MAP_FAILED {
-            return Err(MapError::NoMem);
+        let p = if len >= super::reserve::MIN_RESERVED {
+            super::reserve::reserved(len, map)
+        } else {
+            map()
         }
+        .ok_or(MapError::NoMem)?;
         let ptr = NonNull::new(p.cast::<u8>()).ok_or(MapError::NoMem)?;
         Ok(Self {
             ptr,
@@ -195,7 +258,7 @@ impl Shmem {
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.backing {
             Backing::Mmap { fd, .. } => Some(fd.as_fd()),
-            Backing::Heap(_) | Backing::Slot(..) => None,
+            Backing::Heap(_) | Backing::Anon(_) | Backing::Slot(..) => None,
         }
     }
 
@@ -338,6 +401,10 @@ impl Drop for Shmem {
         match &self.backing {
             // SAFETY: allocated in `heap` with this layout.
             Backing::Heap(layout) => unsafe { std::alloc::dealloc(self.ptr.as_ptr(), *layout) },
+            // SAFETY: unmapping the mapping made in `anon`.
+            Backing::Anon(len) => unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), *len);
+            },
             Backing::Mmap { len, .. } => {
                 // SAFETY: unmapping the mapping made in `memfd`.
                 unsafe { libc::munmap(self.ptr.as_ptr().cast(), *len) };
