@@ -586,3 +586,37 @@ fn map_memory_is_reserved_at_creation() {
     );
     let _ = d.status(); // answers (panics otherwise)
 }
+
+/// Pointer-or-NULL values and ring buffer references are checked at load as the
+/// kernel checks them: a record or map value used before its test against 0, a record
+/// written, read or given back after `bpf_ringbuf_submit`/`discard`, a record still
+/// held at exit or at a tail call are refused with the kernel's errno; a test on one
+/// copy refines the others; an array lookup whose key is zero bytes needs no test
+/// (element 0 exists), another key or a hash does. Both back ends (the reference
+/// cases used to load).
+#[test]
+fn nullable_pointers_and_ringbuf_references_as_the_kernel() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    let tmp = TempDir::new("sec_refs");
+    let client = gcc(tmp.path(), "sv_refs.c", "refs", false, &["-lbpf"]);
+    let client = client.to_str().unwrap();
+    let native = stdout_ok(
+        &Command::new(client).output().unwrap(),
+        "reference programs (kernel)",
+    );
+    assert!(native.contains("leak EINVAL"), "{native}");
+    assert!(native.contains("write_after_submit EACCES"), "{native}");
+    for jit in ["1", "0"] {
+        std::env::set_var("BPFTIME_JIT", jit);
+        let d = Daemon::start();
+        let out = output_within(
+            d.run_cmd(&[client]),
+            Duration::from_secs(20),
+            &format!("JIT={jit}: reference programs under bpftime"),
+        );
+        let ours = stdout_ok(&out, "reference programs (bpftime)");
+        assert_same_lines(&native, &ours, Some(&d));
+    }
+}

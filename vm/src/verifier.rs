@@ -11,6 +11,15 @@
 //! (`xdp_convert_ctx_access`): a load of `struct xdp_md` becomes a load of our
 //! [`XdpCtx`](crate::run::XdpCtx).
 //!
+//! Pointer-or-NULL values (a map lookup, a ring buffer reservation) carry the id of the
+//! call that made them: a test against 0 refines every copy (registers and spills),
+//! and until then they cannot be dereferenced, moved by arithmetic or passed where
+//! memory is expected. A reservation is a reference the program must give back
+//! (`bpf_ringbuf_submit`/`discard`) before it exits or tail-calls; giving it back turns
+//! every copy into a number. An ARRAY/PERCPU_ARRAY lookup whose key is zero bytes on
+//! the stack (the kernel's STACK_ZERO) cannot fail and needs no test. What a program
+//! reads from a map or the packet is a number, never a pointer.
+//!
 //! What the abstract interpretation does not prove (packet and map-value bounds) is
 //! checked at run time by the interpreter.
 
@@ -77,22 +86,58 @@ const K_FUNC: Kinds = 128;
 /// it may be a pointer the caller spilled there.
 const K_FRAME: Kinds = 256;
 const K_POINTERS: Kinds = K_CTX | K_CTXMOD | K_STACK | K_PTR | K_MAP | K_FUNC | K_FRAME;
+/// The NULL of a pointer-or-NULL a helper returned (a map value, a ring buffer record)
+/// that no test against 0 has ruled out yet: no dereference, no arithmetic.
+const K_NULL: Kinds = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Reg {
     k: Kinds,
     /// Offset from the frame pointer, when the value is a stack pointer with a known offset.
     off: Option<i32>,
+    /// Which helper call made this pointer-or-NULL (its pc + 1; 0 none or mixed): a
+    /// test against 0 refines every copy, and it names a ring buffer reference.
+    id: u32,
+    /// For a map (`K_MAP`): the key size of an ARRAY or PERCPU_ARRAY, whose lookup
+    /// with a key of zero bytes cannot fail (0: another map or not known).
+    array_ks: u32,
+    /// A number known to be 0 on every path.
+    zero: bool,
 }
 
 impl Reg {
     const fn kind(k: Kinds) -> Self {
-        Reg { k, off: None }
+        Reg {
+            k,
+            off: None,
+            id: 0,
+            array_ks: 0,
+            zero: false,
+        }
+    }
+    const fn stack(off: i32) -> Self {
+        Reg {
+            off: Some(off),
+            ..Reg::kind(K_STACK)
+        }
+    }
+    const fn zero() -> Self {
+        Reg {
+            zero: true,
+            ..Reg::kind(K_SCALAR)
+        }
     }
     fn join(self, o: Reg) -> Reg {
         Reg {
             k: self.k | o.k,
             off: if self.off == o.off { self.off } else { None },
+            id: if self.id == o.id { self.id } else { 0 },
+            array_ks: if self.array_ks == o.array_ks {
+                self.array_ks
+            } else {
+                0
+            },
+            zero: self.zero && o.zero,
         }
     }
     /// How a caller's value looks in a callee's frame (and back).
@@ -118,6 +163,11 @@ struct State {
     slots: Rc<Slots>,
     /// `bpf_spin_lock` state over the paths reaching here: LOCK_FREE / LOCK_HELD bits.
     lock: u8,
+    /// Ring buffer records reserved and not yet submitted or discarded on some path
+    /// (ids of their `Reg`s, sorted).
+    refs: Vec<u32>,
+    /// Stack bytes known to hold 0 (the kernel's STACK_ZERO), bit `off + 512`.
+    zero: [u64; MAX_BPF_STACK / 64],
 }
 
 /// No `bpf_spin_lock` held on some path.
@@ -135,11 +185,25 @@ impl State {
             regs: [Reg::kind(K_UNINIT); 11],
             slots: slots.clone(),
             lock: LOCK_FREE,
+            refs: Vec::new(),
+            zero: [0; MAX_BPF_STACK / 64],
         }
     }
     fn join_from(&mut self, o: &State) -> bool {
         let mut changed = self.lock | o.lock != self.lock;
         self.lock |= o.lock;
+        for (a, b) in self.zero.iter_mut().zip(o.zero.iter()) {
+            if *a & b != *a {
+                *a &= b;
+                changed = true;
+            }
+        }
+        for &r in &o.refs {
+            if let Err(at) = self.refs.binary_search(&r) {
+                self.refs.insert(at, r);
+                changed = true;
+            }
+        }
         for (a, b) in self.regs.iter_mut().zip(o.regs.iter()) {
             let j = a.join(*b);
             if j != *a {
@@ -178,6 +242,69 @@ impl State {
             }
         }
     }
+    /// Every register and spilled copy of the value `id` becomes `to`.
+    fn retype(&mut self, id: u32, to: impl Fn(Reg) -> Reg) {
+        for r in self.regs.iter_mut() {
+            if r.id == id {
+                *r = to(*r);
+            }
+        }
+        for i in 0..SLOTS {
+            if self.slots[i].id == id {
+                let v = to(self.slots[i]);
+                self.set_slot(i, v);
+            }
+        }
+    }
+    /// A test of register `r` against 0 went the `null` way (or the other): the
+    /// pointer-or-NULL in it and in its copies is NULL (a number; a record that was
+    /// never reserved holds nothing) or a pointer.
+    fn refine_null(&mut self, r: usize, null: bool) {
+        let to = move |v: Reg| {
+            if null {
+                Reg::zero()
+            } else {
+                Reg {
+                    k: (v.k & !K_NULL) | if v.k & K_POINTERS == 0 { K_PTR } else { 0 },
+                    ..v
+                }
+            }
+        };
+        let id = self.regs[r].id;
+        self.regs[r] = to(self.regs[r]);
+        if id != 0 {
+            self.retype(id, to);
+            if null {
+                self.release(id);
+            }
+        }
+    }
+    /// The record `id` was submitted or discarded: its copies are numbers now.
+    fn release(&mut self, id: u32) {
+        if let Ok(at) = self.refs.binary_search(&id) {
+            self.refs.remove(at);
+        }
+        self.retype(id, |_| Reg::kind(K_SCALAR));
+    }
+    /// Stack bytes `[lo, lo+len)` (frame offsets) hold 0 now, or something else.
+    fn set_zero(&mut self, lo: i64, len: i64, zero: bool) {
+        for o in lo.max(-(MAX_BPF_STACK as i64))..(lo + len).min(0) {
+            let b = (o + MAX_BPF_STACK as i64) as usize;
+            if zero {
+                self.zero[b / 64] |= 1 << (b % 64);
+            } else {
+                self.zero[b / 64] &= !(1 << (b % 64));
+            }
+        }
+    }
+    fn all_zero(&self, lo: i64, len: i64) -> bool {
+        lo >= -(MAX_BPF_STACK as i64)
+            && lo + len <= 0
+            && (lo..lo + len).all(|o| {
+                let b = (o + MAX_BPF_STACK as i64) as usize;
+                self.zero[b / 64] & (1 << (b % 64)) != 0
+            })
+    }
     fn kill_all_slots(&mut self) {
         if self.slots.iter().any(|r| *r != Reg::kind(K_SCALAR)) {
             self.slots = scalar_slots();
@@ -195,6 +322,12 @@ struct Seen {
     off: i32,
     /// `State::lock` joined over all visits.
     lock: u8,
+    /// A ring buffer record is held here on some path (the first one's id).
+    held_ref: u32,
+    /// An exit of the main program reached with a record held (its id).
+    leaked: u32,
+    /// Per register, the id of a pointer-or-NULL seen in it (for messages).
+    null_from: [u32; 11],
 }
 
 fn jump_target(i: usize, insn: Insn) -> i64 {
@@ -244,6 +377,8 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
     let mut maps: Vec<Arc<dyn Map>> = Vec::new();
     let mut static_regions: Vec<Region> = Vec::new();
     let mut imm64: Vec<u64> = vec![0; n];
+    // Per ld_imm64 of an ARRAY/PERCPU_ARRAY map: its key size (see `Reg::array_ks`).
+    let mut array_ks: Vec<u32> = vec![0; n];
     let mut second_half = vec![false; n];
     let mut i = 0;
     while i < n {
@@ -357,6 +492,10 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                     }
                     region.start + off as u64
                 } else {
+                    let a = map.attr();
+                    if matches!(a.map_type, map_type::ARRAY | map_type::PERCPU_ARRAY) {
+                        array_ks[i] = a.key_size;
+                    }
                     map_handle(&map)
                 };
                 if !maps.iter().any(|m| Arc::ptr_eq(m, &map)) {
@@ -625,7 +764,15 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
     // 5. Types (kernel modes).
     let mut ctx_field: Vec<Option<(i32, u8)>> = vec![None; n];
     let seen = if kernel {
-        let seen = analyse(insns, &starts, &subprog_of, &second_half, inp.mode, n);
+        let seen = analyse(
+            insns,
+            &array_ks,
+            &starts,
+            &subprog_of,
+            &second_half,
+            inp.mode,
+            n,
+        );
         check_types(insns, &seen, inp.mode, &arg_kinds, &mut ctx_field, &mut log)
             .map_err(|e| with_insn(e, insns))?;
         Some(seen)
@@ -1016,6 +1163,7 @@ fn check_encoding(i: usize, insn: Insn, mode: Mode, log: &mut String) -> Result<
 /// reaching it.
 fn analyse(
     insns: &[Insn],
+    array_ks: &[u32],
     starts: &[usize],
     subprog_of: &dyn Fn(usize) -> usize,
     second_half: &[bool],
@@ -1054,10 +1202,7 @@ fn analyse(
         Mode::Raw => K_PTR,
         _ => K_CTX,
     });
-    entry.regs[10] = Reg {
-        k: K_STACK,
-        off: Some(0),
-    };
+    entry.regs[10] = Reg::stack(0);
     states[0] = Some(Box::new(entry));
     work.push(Reverse(0));
     queued[0] = true;
@@ -1071,10 +1216,7 @@ fn analyse(
                 for r in 1..=5 {
                     e.regs[r] = Reg::kind(K_SCALAR | K_PTR);
                 }
-                e.regs[10] = Reg {
-                    k: K_STACK,
-                    off: Some(0),
-                };
+                e.regs[10] = Reg::stack(0);
                 states[t] = Some(Box::new(e));
                 work.push(Reverse(t));
                 queued[t] = true;
@@ -1109,8 +1251,14 @@ fn analyse(
             let sn = &mut seen[pc];
             sn.visited = true;
             sn.lock |= s.lock;
+            if sn.held_ref == 0 {
+                sn.held_ref = s.refs.first().copied().unwrap_or(0);
+            }
             for r in 0..11 {
                 sn.k[r] |= s.regs[r].k;
+                if s.regs[r].k & K_NULL != 0 && s.regs[r].id != 0 {
+                    sn.null_from[r] = s.regs[r].id;
+                }
             }
             let class = insn.class();
             // Memory base offsets.
@@ -1185,8 +1333,22 @@ fn analyse(
                                 } else {
                                     s.kill_slots(o, size);
                                 }
+                                // Bytes of a narrower store of 0 read back as 0 (a
+                                // full-width one is a spill, as in the kernel).
+                                let zero = size < 8
+                                    && insn.code & 0xe0 == BPF_MEM
+                                    && if class == BPF_ST {
+                                        insn.imm == 0
+                                    } else {
+                                        let v = s.regs[insn.src as usize];
+                                        v.zero && v.k == K_SCALAR
+                                    };
+                                s.set_zero(o, size, zero);
                             }
-                            None => s.kill_all_slots(),
+                            None => {
+                                s.kill_all_slots();
+                                s.zero = [0; MAX_BPF_STACK / 64];
+                            }
                         }
                     }
                     if class == BPF_STX && insn.code & 0xe0 == BPF_ATOMIC {
@@ -1199,12 +1361,16 @@ fn analyse(
                 }
                 BPF_LD => {
                     if insn.is_ld_imm64() {
-                        s.regs[insn.dst as usize] = Reg::kind(match insn.src {
-                            0 => K_SCALAR,
-                            BPF_PSEUDO_MAP_FD | BPF_PSEUDO_MAP_IDX => K_MAP,
-                            BPF_PSEUDO_FUNC => K_FUNC,
-                            _ => K_PTR,
-                        });
+                        s.regs[insn.dst as usize] = match insn.src {
+                            0 if insn.imm == 0 && insns[pc + 1].imm == 0 => Reg::zero(),
+                            0 => Reg::kind(K_SCALAR),
+                            BPF_PSEUDO_MAP_FD | BPF_PSEUDO_MAP_IDX => Reg {
+                                array_ks: array_ks[pc],
+                                ..Reg::kind(K_MAP)
+                            },
+                            BPF_PSEUDO_FUNC => Reg::kind(K_FUNC),
+                            _ => Reg::kind(K_PTR),
+                        };
                         next = pc + 2;
                     } else {
                         s.regs[0] = Reg::kind(K_SCALAR);
@@ -1216,6 +1382,9 @@ fn analyse(
                 _ => match insn.code & 0xf0 {
                     BPF_EXIT => {
                         let sp = subprog_of(pc);
+                        if sp == 0 && seen[pc].leaked == 0 {
+                            seen[pc].leaked = s.refs.first().copied().unwrap_or(0);
+                        }
                         if sp != 0 {
                             let r = s.regs[0].cross_frame();
                             let nr = match sub_ret[sp] {
@@ -1243,12 +1412,18 @@ fn analyse(
                         let mut e = State::new(&empty_slots);
                         for r in 1..=5 {
                             e.regs[r] = s.regs[r].cross_frame();
+                            // The callee may give back a record it is passed (its
+                            // own references are not followed back to the caller).
+                            let id = s.regs[r].id;
+                            if let Ok(at) = s.refs.binary_search(&id) {
+                                s.refs.remove(at);
+                            }
                         }
-                        e.regs[10] = Reg {
-                            k: K_STACK,
-                            off: Some(0),
-                        };
+                        e.regs[10] = Reg::stack(0);
                         push(&mut states, &mut work, &mut queued, target, &e);
+                        if (1..=5).any(|r| s.regs[r].k & K_STACK != 0) {
+                            s.zero = [0; MAX_BPF_STACK / 64];
+                        }
                         if let Some(ret) = sub_ret[sp] {
                             s.regs[0] = ret.cross_frame();
                             for r in 1..=5 {
@@ -1259,18 +1434,60 @@ fn analyse(
                         }
                     }
                     BPF_CALL => {
-                        match insn.imm as u32 {
-                            crate::helpers::id::SPIN_LOCK => s.lock = LOCK_HELD,
-                            crate::helpers::id::SPIN_UNLOCK => s.lock = LOCK_FREE,
+                        use crate::helpers::id;
+                        let helper = if insn.src == 0 && insn.code & BPF_X == 0 {
+                            insn.imm as u32
+                        } else {
+                            0
+                        };
+                        match helper {
+                            id::SPIN_LOCK => s.lock = LOCK_HELD,
+                            id::SPIN_UNLOCK => s.lock = LOCK_FREE,
+                            id::RINGBUF_SUBMIT | id::RINGBUF_DISCARD if s.regs[1].id != 0 => {
+                                s.release(s.regs[1].id)
+                            }
                             _ => {}
                         }
-                        // Pointer-or-NULL from the helpers that return memory; a
-                        // number from all others.
-                        s.regs[0] = Reg::kind(match insn.imm as u32 {
-                            crate::helpers::id::MAP_LOOKUP_ELEM
-                            | crate::helpers::id::RINGBUF_RESERVE => K_SCALAR | K_PTR,
-                            _ => K_SCALAR,
-                        });
+                        // Pointer-or-NULL from the helpers that return memory (a
+                        // reserved record is a reference to give back); a number from
+                        // all others.
+                        let made = pc as u32 + 1;
+                        let (r1, r2) = (s.regs[1], s.regs[2]);
+                        let sure = helper == id::MAP_LOOKUP_ELEM
+                            && r1.k == K_MAP
+                            && r1.array_ks != 0
+                            && r2.k == K_STACK
+                            && r2
+                                .off
+                                .is_some_and(|o| s.all_zero(o as i64, r1.array_ks as i64));
+                        // Helpers given stack memory may write it.
+                        if !matches!(
+                            helper,
+                            id::MAP_LOOKUP_ELEM | id::MAP_UPDATE_ELEM | id::MAP_DELETE_ELEM
+                        ) && (1..=5).any(|r| s.regs[r].k & K_STACK != 0)
+                        {
+                            s.zero = [0; MAX_BPF_STACK / 64];
+                        }
+                        s.regs[0] = match helper {
+                            // An array's element 0 always exists (the kernel's
+                            // constant-key lookups, for a key of zero bytes).
+                            id::MAP_LOOKUP_ELEM if sure => Reg::kind(K_PTR),
+                            id::MAP_LOOKUP_ELEM | id::RINGBUF_RESERVE => {
+                                // Copies left from an earlier pass (a loop) are
+                                // another value now: they keep their kinds only.
+                                s.retype(made, |v| Reg { id: 0, ..v });
+                                if helper == id::RINGBUF_RESERVE {
+                                    if let Err(at) = s.refs.binary_search(&made) {
+                                        s.refs.insert(at, made);
+                                    }
+                                }
+                                Reg {
+                                    id: made,
+                                    ..Reg::kind(K_NULL | K_PTR)
+                                }
+                            }
+                            _ => Reg::kind(K_SCALAR),
+                        };
                         for r in 1..=5 {
                             s.regs[r] = Reg::kind(K_UNINIT);
                         }
@@ -1279,6 +1496,18 @@ fn analyse(
                         let t = jump_target(pc, insn) as usize;
                         push(&mut states, &mut work, &mut queued, t, &s);
                         ends = true;
+                    }
+                    op @ (BPF_JEQ | BPF_JNE)
+                        if class == BPF_JMP
+                            && insn.code & BPF_X == 0
+                            && insn.imm == 0
+                            && s.regs[insn.dst as usize].k & K_NULL != 0 =>
+                    {
+                        let t = jump_target(pc, insn) as usize;
+                        let mut taken = s.clone();
+                        taken.refine_null(insn.dst as usize, op == BPF_JEQ);
+                        push(&mut states, &mut work, &mut queued, t, &taken);
+                        s.refine_null(insn.dst as usize, op == BPF_JNE);
                     }
                     _ => {
                         let t = jump_target(pc, insn) as usize;
@@ -1306,6 +1535,10 @@ fn alu_transfer(s: &mut State, insn: Insn) {
     let d = insn.dst as usize;
     let op = insn.code & 0xf0;
     let x = insn.code & BPF_X != 0;
+    if op == BPF_MOV && !x && insn.off == 0 && insn.imm == 0 {
+        s.regs[d] = Reg::zero();
+        return;
+    }
     if insn.class() == BPF_ALU {
         s.regs[d] = Reg::kind(K_SCALAR);
         return;
@@ -1357,8 +1590,8 @@ fn alu_transfer(s: &mut State, insn: Insn) {
                 k = K_SCALAR;
             }
             s.regs[d] = Reg {
-                k,
                 off: if k & K_STACK != 0 { off } else { None },
+                ..Reg::kind(k)
             };
         }
         _ => s.regs[d] = Reg::kind(K_SCALAR),
@@ -1379,6 +1612,16 @@ fn alu_op_name(op: u8) -> &'static str {
         BPF_XOR => "^=",
         BPF_ARSH => "s>>=",
         _ => "?=",
+    }
+}
+
+/// The kernel's name of the pointer-or-NULL in `r` at instruction `sn`: what the
+/// helper that made it returns.
+fn null_name(insns: &[Insn], sn: &Seen, r: u8) -> &'static str {
+    let made = sn.null_from[r as usize];
+    match made.checked_sub(1).and_then(|pc| insns.get(pc as usize)) {
+        Some(c) if c.imm as u32 == crate::helpers::id::RINGBUF_RESERVE => "ringbuf_mem_or_null",
+        _ => "map_value_or_null",
     }
 }
 
@@ -1441,6 +1684,17 @@ fn check_types(
                 }
                 let dk = k(insn.dst);
                 let sk = if x { k(insn.src) } else { K_SCALAR };
+                if (dk | sk) & K_NULL != 0 {
+                    let r = if dk & K_NULL != 0 { insn.dst } else { insn.src };
+                    return Err(fail(
+                        EACCES,
+                        log,
+                        format!(
+                            "{i}: R{r} pointer arithmetic on {} prohibited",
+                            null_name(insns, sn, r)
+                        ),
+                    ));
+                }
                 let (d_ptr, s_ptr) = (definite_ptr(dk), x && definite_ptr(sk));
                 let eacces =
                     |log: &mut String, msg: String| Err(fail(EACCES, log, format!("{i}: {msg}")));
@@ -1583,6 +1837,16 @@ fn check_types(
                     }
                     continue;
                 }
+                if bk & K_NULL != 0 {
+                    return Err(fail(
+                        EACCES,
+                        log,
+                        format!(
+                            "{i}: R{base} invalid mem access '{}'",
+                            null_name(insns, sn, base)
+                        ),
+                    ));
+                }
                 if bk & K_CTXMOD != 0 && bk & !(K_CTXMOD | K_SCALAR | K_UNINIT) == 0 {
                     return Err(fail(
                         EACCES,
@@ -1626,6 +1890,17 @@ fn check_types(
             BPF_JMP | BPF_JMP32 => match op {
                 BPF_EXIT => {
                     read(log, 0)?;
+                    if sn.leaked != 0 {
+                        return Err(fail(
+                            EINVAL,
+                            log,
+                            format!(
+                                "{i}: Unreleased reference id={} alloc_insn={}",
+                                sn.leaked,
+                                sn.leaked - 1
+                            ),
+                        ));
+                    }
                     if sn.lock & LOCK_HELD != 0 {
                         return Err(fail(
                             EINVAL,
@@ -1652,6 +1927,13 @@ fn check_types(
                             ));
                         }
                         crate::helpers::id::SPIN_LOCK | crate::helpers::id::SPIN_UNLOCK => {}
+                        crate::helpers::id::TAIL_CALL if sn.held_ref != 0 => {
+                            return Err(fail(
+                                EINVAL,
+                                log,
+                                format!("{i}: tail_call would lead to reference leak"),
+                            ));
+                        }
                         _ if held => {
                             return Err(fail(
                                 EINVAL,
@@ -1669,6 +1951,41 @@ fn check_types(
                             }
                             read(log, r)?;
                             let rk = k(r);
+                            let id = insn.imm as u32;
+                            let nullable_ok = *kind == ArgKind::Anything
+                                || (id == crate::helpers::id::CSUM_DIFF && *kind == ArgKind::Mem);
+                            if rk & K_NULL != 0 && !nullable_ok {
+                                return Err(fail(
+                                    EACCES,
+                                    log,
+                                    format!(
+                                        "{i}: R{r} type={} expected={kind:?}",
+                                        null_name(insns, sn, r)
+                                    ),
+                                ));
+                            }
+                            let record = a == 0
+                                && matches!(
+                                    id,
+                                    crate::helpers::id::RINGBUF_SUBMIT
+                                        | crate::helpers::id::RINGBUF_DISCARD
+                                );
+                            if record
+                                && (rk & (K_NULL | K_SCALAR | K_UNINIT) != 0 || rk & K_PTR == 0)
+                            {
+                                return Err(fail(
+                                    EACCES,
+                                    log,
+                                    format!(
+                                        "{i}: R1 type={} expected=ringbuf_mem",
+                                        if rk & K_NULL != 0 {
+                                            "ringbuf_mem_or_null"
+                                        } else {
+                                            kinds_name(rk)
+                                        }
+                                    ),
+                                ));
+                            }
                             let bad = match kind {
                                 ArgKind::Ctx => rk & K_CTX == 0,
                                 ArgKind::Map => rk & (K_MAP | K_PTR) == 0,
