@@ -8,37 +8,13 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use bpftime_tests::cgroup::MemCgroup;
 use bpftime_tests::netns::VethPair;
 use bpftime_tests::privilege::{require, Need};
 use common::*;
-
-/// Polls `f` every 10 ms until it holds or `within` has passed; whether it held.
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while !f() {
-        if t0.elapsed() > within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
-/// Runs `cmd` with its stdout piped for at most `limit`; a command still running then is
-/// killed and the test fails with `what`.
-fn output_within(mut cmd: Command, limit: Duration, what: &str) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    if !wait_until(limit, || child.try_wait().unwrap().is_some()) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{what}: still running after {limit:?}");
-    }
-    child.wait_with_output().unwrap()
-}
 
 /// The same command line natively, then under the daemon's bpftime-run: both stdouts
 /// (each asserted to be a success).

@@ -23,11 +23,8 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     if flags & !BPF_F_TOKEN_FD != 0 {
         return Err(libc::EINVAL);
     }
-    if flags & BPF_F_TOKEN_FD == 0 && a.i32(36) != 0 {
-        return Err(libc::EINVAL);
-    }
     if flags & BPF_F_TOKEN_FD != 0 {
-        return Err(libc::EBADF);
+        return Err(super::token::refuse(call, a.i32(36)));
     }
     let creds = call.creds()?;
     if !creds.bpf_capable() {

@@ -218,15 +218,16 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
 
 pub fn link_update(call: &Call<'_>, a: &Attr) -> Reply {
     let r = (|| -> Result<(), i32> {
-        let link = call.object(a.i32(0), Kind::Link, libc::EINVAL)?;
+        // link_update: flags, the link, the new program, then the old one.
         let flags = a.u32(8);
         if flags & !BPF_F_REPLACE != 0 {
             return Err(libc::EINVAL);
         }
+        let link = call.object(a.i32(0), Kind::Link, libc::EINVAL)?;
+        let new = call.object(a.i32(4), Kind::Prog, libc::EINVAL)?;
         if flags & BPF_F_REPLACE == 0 && a.u32(12) != 0 {
             return Err(libc::EINVAL);
         }
-        let new = call.object(a.i32(4), Kind::Prog, libc::EINVAL)?;
         let l = link.as_link().unwrap();
         let mut cur = l.prog.lock().unwrap();
         if flags & BPF_F_REPLACE != 0 {

@@ -35,22 +35,35 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         map_extra: a.u64(64),
     };
     let inner_map_fd = a.i32(20);
-    let token_fd = a.i32(76);
+    // map_create: the token flag is noted and cleared first; the token itself is
+    // looked at only once the attributes are known to be valid.
     const BPF_F_TOKEN_FD: u32 = 1 << 16;
-    if attr.map_flags & BPF_F_TOKEN_FD == 0 && token_fd != 0 {
+    let token_flag = attr.map_flags & BPF_F_TOKEN_FD != 0;
+    let attr = MapAttr {
+        map_flags: attr.map_flags & !BPF_F_TOKEN_FD,
+        ..attr
+    };
+    if attr.btf_vmlinux_value_type_id != 0 {
+        // Only STRUCT_OPS maps take a vmlinux value type: not emulated.
         return Err(libc::EINVAL);
     }
-    if attr.map_flags & BPF_F_TOKEN_FD != 0 {
-        // No BPF tokens here (TOKEN_CREATE is refused), so any token fd is bad.
-        return Err(libc::EBADF);
+    if attr.btf_key_type_id != 0 && attr.btf_value_type_id == 0 {
+        return Err(libc::EINVAL);
     }
     if a.u64(80) != 0 || a.u32(88) != 0 {
         // excl_prog_hash: signed-program exclusivity, not emulated.
         return Err(libc::EINVAL);
     }
-    if attr.btf_vmlinux_value_type_id != 0 {
-        // Only STRUCT_OPS maps take a vmlinux value type: not emulated.
-        return Err(libc::EINVAL);
+    if token_flag {
+        // Attribute errors (type, sizes, flags, NUMA, extra) come before the token.
+        if !matches!(
+            attr.map_type,
+            map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS
+        ) && attr.max_entries as u64 * (attr.key_size as u64 + attr.value_size as u64) <= 1 << 20
+        {
+            maps::create_with(&attr, CreateOpts::default()).map_err(|e| e.errno())?;
+        }
+        return Err(super::token::refuse(call, a.i32(76)));
     }
     if attr.map_ifindex != 0 {
         // Offloaded maps need a device that supports offload.

@@ -15,8 +15,9 @@
 //! | PROG_BIND_MAP, ENABLE_STATS | supported |
 //! | OBJ_PIN, OBJ_GET | through the FUSE bpffs (bpftime-fs); RDONLY/WRONLY give map fds of that access mode, enforced per fd |
 //! | LINK_CREATE, LINK_UPDATE, LINK_DETACH | BPF_XDP into the netdev data plane; other attach types EINVAL |
-//! | TOKEN_CREATE | EOPNOTSUPP |
-//! | everything else (PROG_ATTACH/DETACH/QUERY, RAW_TRACEPOINT_OPEN, TASK_FD_QUERY, ITER_CREATE...) | EINVAL, traced |
+//! | TOKEN_CREATE | no delegation: the kernel's checks, then EOPNOTSUPP for a bpffs root (`token`) |
+//! | PROG_ATTACH, PROG_DETACH, ITER_CREATE | no cgroup/sockmap/tcx/iterator targets: the kernel's checks in its order, then EOPNOTSUPP where it would act (`prog_attach`) |
+//! | everything else (PROG_QUERY, RAW_TRACEPOINT_OPEN, TASK_FD_QUERY...) | EINVAL, traced |
 //!
 //! Attr rules as `__sys_bpf`: size > PAGE_SIZE E2BIG, non-zero bytes past
 //! `sizeof(union bpf_attr)` (168 on 6.18) E2BIG, a bad pointer EFAULT, non-zero bytes
@@ -32,9 +33,11 @@ pub mod map_create;
 pub mod map_elem;
 pub mod obj_info;
 pub mod obj_pin;
+pub mod prog_attach;
 pub mod prog_bind_map;
 pub mod prog_load;
 pub mod test_run;
+pub mod token;
 
 use crate::call::{Call, Reply};
 use crate::registry::MapObj;
@@ -141,7 +144,8 @@ fn last_field_end(c: i32) -> Option<usize> {
     use cmd::*;
     Some(match c {
         MAP_CREATE => 92,
-        MAP_LOOKUP_ELEM | MAP_UPDATE_ELEM | MAP_DELETE_ELEM | MAP_LOOKUP_AND_DELETE_ELEM => 32,
+        MAP_LOOKUP_ELEM | MAP_UPDATE_ELEM | MAP_LOOKUP_AND_DELETE_ELEM => 32,
+        MAP_DELETE_ELEM => 16,
         MAP_GET_NEXT_KEY => 24,
         MAP_FREEZE => 4,
         MAP_LOOKUP_BATCH | MAP_LOOKUP_AND_DELETE_BATCH | MAP_UPDATE_BATCH | MAP_DELETE_BATCH => 56,
@@ -300,6 +304,10 @@ fn dispatch_inner(call: &Call<'_>, c: i32) -> Reply {
         LINK_UPDATE => link::link_update(call, &attr),
         LINK_DETACH => link::link_detach(call, &attr),
         RAW_TRACEPOINT_OPEN => raw_tracepoint_open(call, &attr),
+        PROG_ATTACH => prog_attach::prog_attach(call, &attr),
+        PROG_DETACH => prog_attach::prog_detach(call, &attr),
+        ITER_CREATE => prog_attach::iter_create(call, &attr),
+        TOKEN_CREATE => token::token_create(call, &attr),
         _ => unsupported(call, c),
     }
 }
@@ -315,10 +323,7 @@ fn raw_tracepoint_open(call: &Call<'_>, a: &Attr) -> Reply {
 
 /// A command bpftime does not emulate: the kernel's answer for a missing feature.
 pub fn unsupported(call: &Call<'_>, c: i32) -> Reply {
-    let e = match c {
-        cmd::TOKEN_CREATE => libc::EOPNOTSUPP,
-        _ => libc::EINVAL,
-    };
+    let e = libc::EINVAL;
     call.trace(|| {
         format!(
             "bpf: BPF_{} is not supported by bpftime: {}",

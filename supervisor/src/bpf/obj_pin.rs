@@ -68,7 +68,12 @@ fn pin(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
     if flags & BPF_F_PATH_FD == 0 && a.i32(16) != 0 {
         return Err(libc::EINVAL);
     }
-    let obj = call.any_object(a.i32(8))?.ok_or(libc::EINVAL)?;
+    // bpf_fd_probe_obj tries a map, a program, a link: any fd that is none of them,
+    // a closed one included, is EINVAL.
+    let obj = call
+        .any_object(a.i32(8))
+        .map_err(|_| libc::EINVAL)?
+        .ok_or(libc::EINVAL)?;
     let path = call.read_cstr(a.u64(0), 4096)?;
     if path.is_empty() {
         return Err(libc::ENOENT);

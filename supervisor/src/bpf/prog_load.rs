@@ -83,6 +83,63 @@ impl Resolver<'_, '_> {
     }
 }
 
+/// What bpf_prog_load checks before it copies anything: the attach target named by
+/// attach_prog_fd (a program, else a kernel BTF object) or attach_btf_id (vmlinux),
+/// and `bpf_prog_load_check_attach` (after `bpf_prog_load_fixup_attach_type`).
+fn attach_target(call: &Call<'_>, a: &Attr, prog_type: u32) -> Result<(), i32> {
+    const TRACING: u32 = 26;
+    const STRUCT_OPS: u32 = 27;
+    const EXT: u32 = 28;
+    const LSM: u32 = 29;
+    const BTF_MAX_TYPE: u32 = 0xfffff;
+    let (btf_id, target_fd) = (a.u32(108), a.i32(112));
+    let mut expected = a.u32(68);
+    match prog_type {
+        9 if expected == 0 => expected = 2, // CGROUP_SOCK: INET_SOCK_CREATE
+        21 if expected == 0 => expected = 39, // SK_REUSEPORT: SELECT
+        _ => {}
+    }
+    let mut dst_prog = false;
+    let mut attach_btf = false;
+    if target_fd != 0 {
+        match call.any_object(target_fd) {
+            Ok(Some(o)) if o.kind == Kind::Prog => dst_prog = true,
+            // btf_get_by_fd on the same fd: a BTF of a program is not a kernel BTF.
+            Ok(Some(o)) if o.kind == Kind::Btf => return Err(524),
+            _ => return Err(libc::EINVAL),
+        }
+    } else if btf_id != 0 {
+        attach_btf = true; // the running kernel's vmlinux BTF
+    }
+    if btf_id != 0 {
+        if btf_id > BTF_MAX_TYPE || (!attach_btf && !dst_prog) {
+            return Err(libc::EINVAL);
+        }
+        if !matches!(prog_type, TRACING | LSM | STRUCT_OPS | EXT) {
+            return Err(libc::EINVAL);
+        }
+    }
+    if dst_prog && !matches!(prog_type, TRACING | EXT) {
+        return Err(libc::EINVAL);
+    }
+    let ok = match prog_type {
+        9 => matches!(expected, 2 | 12 | 13 | 34),
+        18 => matches!(expected, 8..=11 | 14 | 15 | 19 | 20 | 29..=32 | 49..=53),
+        8 => matches!(expected, 0 | 1),
+        25 => matches!(expected, 21 | 22),
+        30 => expected == 36,
+        21 => matches!(expected, 39 | 40),
+        32 => expected == 45,
+        31 | EXT => expected == 0,
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(libc::EINVAL)
+    }
+}
+
 pub fn prog_load(call: &Call<'_>, a: &Attr) -> Reply {
     match load(call, a) {
         Ok(r) => r,
@@ -95,15 +152,12 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     let insn_cnt = a.u32(4);
     let (log_level, log_size, log_buf) = (a.u32(24), a.u32(28), a.u64(32));
     let prog_flags = a.u32(44);
-    const KNOWN_FLAGS: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64 | (1 << 16);
+    const KNOWN_FLAGS: u32 = 1 | 2 | 4 | 8 | 16 | 32 | 64 | 128 | (1 << 16);
     if prog_flags & !KNOWN_FLAGS != 0 {
         return Err(libc::EINVAL);
     }
-    if prog_flags & (1 << 16) == 0 && a.i32(144) != 0 {
-        return Err(libc::EINVAL);
-    }
     if prog_flags & (1 << 16) != 0 {
-        return Err(libc::EBADF);
+        return Err(super::token::refuse(call, a.i32(144)));
     }
     let creds = call.creds()?;
     let bpf_cap = creds.bpf_capable();
@@ -117,6 +171,7 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
     if prog_type == prog_type::XDP && !(creds.has(cap::NET_ADMIN) || creds.has(cap::SYS_ADMIN)) {
         return Err(libc::EPERM);
     }
+    attach_target(call, a, prog_type)?;
     if a.u64(152) != 0 || a.u32(160) != 0 || a.i32(164) != 0 {
         // Signed programs are not emulated.
         return Err(libc::EINVAL);

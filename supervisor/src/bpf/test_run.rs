@@ -23,6 +23,11 @@ pub fn test_run(call: &Call<'_>, a: &Attr) -> Reply {
 }
 
 fn run(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
+    // bpf_prog_test_run: a context size without a buffer (or the reverse) is EINVAL
+    // before the program is looked up.
+    if (a.u32(40) != 0) != (a.u64(48) != 0) || (a.u32(44) != 0) != (a.u64(56) != 0) {
+        return Err(libc::EINVAL);
+    }
     let obj = call.object(a.i32(0), Kind::Prog, libc::EINVAL)?;
     let p = obj.as_prog().unwrap();
     let (size_in, size_out) = (a.u32(8) as usize, a.u32(12) as usize);

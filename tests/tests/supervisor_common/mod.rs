@@ -275,3 +275,45 @@ pub fn assert_same_lines(native: &str, ours: &str, d: Option<&Daemon>) {
         diffs.join("\n")
     );
 }
+
+/// Polls `f` every 10 ms until it holds or `within` has passed; whether it held.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !f() {
+        if t0.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Runs `cmd` with its stdout piped for at most `limit`; a command still running then is
+/// killed and the test fails with `what`.
+pub fn output_within(mut cmd: Command, limit: Duration, what: &str) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    if !wait_until(limit, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what}: still running after {limit:?}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `cmd` for at most `limit` with its stdout in a file (for outputs larger than a
+/// pipe holds); returns that stdout. A command still running then is killed and the
+/// test fails with `what`; so does a failing one.
+pub fn stdout_within(mut cmd: Command, limit: Duration, what: &str) -> String {
+    let dir = TempDir::new("stdout");
+    let path = dir.path().join("out");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut child = cmd.stdout(Stdio::from(file)).spawn().unwrap();
+    if !wait_until(limit, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what}: still running after {limit:?}");
+    }
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{what}: {st}");
+    std::fs::read_to_string(&path).unwrap()
+}
