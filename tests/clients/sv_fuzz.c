@@ -202,31 +202,54 @@ static void fuzz_bpf(int i)
 		printf("%d bpf %d ok\n", i, cmd);
 }
 
-static unsigned char btf[256];
+static unsigned char btf[1024];
 static unsigned btf_len;
+static char bstr[256];
+static unsigned bslen = 1;
+static unsigned bt[256];
+static unsigned btn;
 
+static unsigned bs(const char *x)
+{
+	unsigned o = bslen;
+	strcpy(bstr + bslen, x);
+	bslen += strlen(x) + 1;
+	return o;
+}
+static void w(unsigned v) { bt[btn++] = v; }
+
+/* A valid blob with one type of each kind programs use, for mutations to start from. */
 static void btf_build(void)
 {
+	w(bs("int")); w(BTF_KIND_INT << 24); w(4); w(BTF_INT_SIGNED << 24 | 32);          /* 1 */
+	w(bs("s")); w(BTF_KIND_STRUCT << 24 | 2); w(8);                                   /* 2 */
+	w(bs("a")); w(1); w(0); w(bs("b")); w(1); w(32);
+	w(0); w(BTF_KIND_PTR << 24); w(2);                                                 /* 3 */
+	w(0); w(BTF_KIND_ARRAY << 24); w(0); w(1); w(1); w(4);                             /* 4 */
+	w(bs("t")); w(BTF_KIND_TYPEDEF << 24); w(1);                                       /* 5 */
+	w(0); w(BTF_KIND_CONST << 24); w(5);                                               /* 6 */
+	w(bs("e")); w(BTF_KIND_ENUM << 24 | 2); w(4); w(bs("A")); w(0); w(bs("B")); w(1); /* 7 */
+	w(0); w(BTF_KIND_FUNC_PROTO << 24 | 2); w(1); w(bs("x")); w(1); w(bs("y")); w(3); /* 8 */
+	w(bs("f")); w(BTF_KIND_FUNC << 24 | 1); w(8);                                      /* 9 */
+	w(bs("v")); w(BTF_KIND_VAR << 24); w(1); w(1);                                     /* 10 */
+	w(bs(".data")); w(BTF_KIND_DATASEC << 24 | 1); w(4); w(10); w(0); w(4);           /* 11 */
+	w(bs("float")); w(BTF_KIND_FLOAT << 24); w(4);                                     /* 12 */
+	w(bs("tag")); w(BTF_KIND_DECL_TAG << 24); w(2); w(0);                              /* 13 */
+	w(bs("tt")); w(BTF_KIND_TYPE_TAG << 24); w(1);                                     /* 14 */
+	w(0); w(BTF_KIND_PTR << 24); w(14);                                                /* 15 */
 	struct btf_header h = { .magic = BTF_MAGIC, .version = BTF_VERSION, .hdr_len = 24 };
-	unsigned t[] = {
-		1, BTF_KIND_INT << 24, 4, 32,                 /* int */
-		5, BTF_KIND_STRUCT << 24 | 2, 8, 8, 1, 0, 10, 1, 32, /* struct s { int a; int b; } */
-		0, BTF_KIND_PTR << 24, 2,                     /* s * */
-		0, BTF_KIND_ARRAY << 24, 0, 1, 1, 4,          /* int[4] */
-	};
-	const char strs[] = "\0int\0s\0\0a\0b";
-	h.type_len = sizeof(t);
-	h.str_off = sizeof(t);
-	h.str_len = sizeof(strs);
+	h.type_len = btn * 4;
+	h.str_off = btn * 4;
+	h.str_len = bslen;
 	memcpy(btf, &h, 24);
-	memcpy(btf + 24, t, sizeof(t));
-	memcpy(btf + 24 + sizeof(t), strs, sizeof(strs));
-	btf_len = 24 + sizeof(t) + sizeof(strs);
+	memcpy(btf + 24, bt, btn * 4);
+	memcpy(btf + 24 + btn * 4, bstr, bslen);
+	btf_len = 24 + btn * 4 + bslen;
 }
 
 static void fuzz_btf(int i)
 {
-	unsigned char b[256];
+	unsigned char b[1024];
 	memcpy(b, btf, sizeof(b));
 	unsigned len = btf_len;
 	int flips = 1 + pick(4);

@@ -39,21 +39,15 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         return Err(libc::EINVAL);
     }
     let data = call.read(a.u64(0), size)?;
-    let parsed = Btf::parse(data);
-    let text = match &parsed {
-        Ok(b) => format!("btf loaded: {} types\n", b.nr_types()),
-        Err(e) => format!("{}\n", e.msg),
-    };
+    // The kernel's text for this blob: a log too small for it is ENOSPC, whether the
+    // blob is good or not (finalize_log overrides the result).
+    let mut text = String::new();
+    let parsed = Btf::parse_logged(data, &mut text);
     let true_size = super::log::write(call, log_level, log_buf, log_size, &text);
-    if a.size >= 32 {
-        let ts = match true_size {
-            Ok(n) => n,
-            Err(_) => text.len() as u32 + 1,
-        };
-        if log_level != 0 {
-            a.put_u32(call, 28, ts)?;
-        }
+    if a.size >= 32 && log_level != 0 {
+        a.put_u32(call, 28, text.len() as u32 + 1)?;
     }
+    true_size?;
     let btf = match parsed {
         Ok(b) => b,
         Err(e) => {
@@ -61,7 +55,6 @@ fn load(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
             return Err(e.errno);
         }
     };
-    true_size?;
     let handle = memfd::create(Kind::Btf.memfd_name())
         .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
     let obj = call

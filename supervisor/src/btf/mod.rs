@@ -1,7 +1,9 @@
-//! A BTF blob parser: header, string section and a walk of the type section with
-//! the structural checks the kernel's `btf_parse` makes (enough to refuse garbage
-//! with EINVAL and to answer `BPF_OBJ_GET_INFO_BY_FD` / `bpftool btf dump`). The
-//! blob is kept verbatim.
+//! BTF objects: a blob checked as the kernel's `btf_parse` checks it ([`check`]) and
+//! kept verbatim, with the lookups the rest of bpftime needs (type sizes, members,
+//! the `bpf_spin_lock` of a map value) and what `BPF_OBJ_GET_INFO_BY_FD` and
+//! `bpftool btf dump` read.
+
+mod check;
 
 /// `BTF_MAGIC`.
 pub const MAGIC: u16 = 0xeb9f;
@@ -64,150 +66,31 @@ pub struct BtfError {
 /// The name the kernel looks for in map value types.
 const SPIN_LOCK: &str = "bpf_spin_lock";
 
-fn inval(msg: impl Into<String>) -> BtfError {
-    BtfError {
-        errno: libc::EINVAL,
-        msg: msg.into(),
-    }
-}
-
 fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(b[off..off + 4].try_into().unwrap())
 }
 
 impl Btf {
-    /// Parses and checks `data`.
+    /// Parses and checks `data` (see [`check`]).
     pub fn parse(data: Vec<u8>) -> Result<Btf, BtfError> {
+        Btf::parse_logged(data, &mut String::new())
+    }
+
+    /// [`Btf::parse`], appending the kernel's log text for this blob to `log`.
+    pub fn parse_logged(data: Vec<u8>, log: &mut String) -> Result<Btf, BtfError> {
         if data.len() > MAX_SIZE {
             return Err(BtfError {
                 errno: libc::E2BIG,
                 msg: "btf too big".into(),
             });
         }
-        if data.len() < 24 {
-            return Err(inval("btf_header not found"));
-        }
-        let magic = u16::from_ne_bytes([data[0], data[1]]);
-        if magic != MAGIC {
-            return Err(inval("Invalid magic"));
-        }
-        if data[2] != 1 {
-            return Err(BtfError {
-                errno: libc::ENOTSUP,
-                msg: "Unsupported version".into(),
-            });
-        }
-        if data[3] != 0 {
-            return Err(BtfError {
-                errno: libc::ENOTSUP,
-                msg: "Unsupported flags".into(),
-            });
-        }
-        let hdr_len = u32_at(&data, 4) as usize;
-        if hdr_len < 24 || hdr_len > data.len() {
-            return Err(inval("Unsupported btf_header"));
-        }
-        if data[24..hdr_len].iter().any(|&b| b != 0) {
-            return Err(BtfError {
-                errno: libc::E2BIG,
-                msg: "Unsupported btf_header".into(),
-            });
-        }
-        let (type_off, type_len) = (u32_at(&data, 8) as usize, u32_at(&data, 12) as usize);
-        let (str_off, str_len) = (u32_at(&data, 16) as usize, u32_at(&data, 20) as usize);
-        let body = data.len() - hdr_len;
-        if type_off % 4 != 0 {
-            return Err(inval("Unaligned type_off"));
-        }
-        if type_off.checked_add(type_len).is_none_or(|e| e > body)
-            || str_off.checked_add(str_len).is_none_or(|e| e > body)
-        {
-            return Err(inval("Invalid section offset/len"));
-        }
-        // Sections must not overlap and must cover the body without gaps (types first).
-        if type_off != 0 || type_off + type_len > str_off || str_off + str_len != body {
-            return Err(inval("Section overlap/gap"));
-        }
-        let str_start = hdr_len + str_off;
-        if str_len == 0 || data[str_start] != 0 || data[str_start + str_len - 1] != 0 {
-            return Err(inval("Invalid string section"));
-        }
-        let tstart = hdr_len + type_off;
-        let tend = tstart + type_len;
-        let mut types = Vec::new();
-        let mut off = tstart;
-        while off < tend {
-            if off + 12 > tend {
-                return Err(inval("Type section truncated"));
-            }
-            let name_off = u32_at(&data, off);
-            let info = u32_at(&data, off + 4);
-            let size_type = u32_at(&data, off + 8);
-            let vlen = info & 0xffff;
-            let k = (info >> 24) & 0x1f;
-            let kflag = info >> 31 != 0;
-            if info & 0x60ff_0000 != 0 {
-                return Err(inval("Invalid btf_info"));
-            }
-            let extra = match k {
-                kind::INT | kind::VAR | kind::DECL_TAG => 4,
-                kind::PTR
-                | kind::FWD
-                | kind::TYPEDEF
-                | kind::VOLATILE
-                | kind::CONST
-                | kind::RESTRICT
-                | kind::FUNC
-                | kind::FLOAT
-                | kind::TYPE_TAG => 0,
-                kind::ARRAY => 12,
-                kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => 12 * vlen as usize,
-                kind::ENUM | kind::FUNC_PROTO => 8 * vlen as usize,
-                _ => return Err(inval(format!("[{}] Invalid kind:{k}", types.len() + 1))),
-            };
-            if name_off as usize >= str_len {
-                return Err(inval(format!(
-                    "[{}] Invalid name_offset:{name_off}",
-                    types.len() + 1
-                )));
-            }
-            off += 12;
-            if off + extra > tend {
-                return Err(inval("Type section truncated"));
-            }
-            // Member / param / enum names must be valid string offsets too.
-            let rec = match k {
-                kind::STRUCT | kind::UNION | kind::ENUM64 => 12,
-                kind::ENUM | kind::FUNC_PROTO => 8,
-                _ => 0,
-            };
-            if rec != 0 {
-                for i in 0..vlen as usize {
-                    let no = u32_at(&data, off + i * rec);
-                    if no as usize >= str_len {
-                        return Err(inval(format!(
-                            "[{}] Invalid member name_offset",
-                            types.len() + 1
-                        )));
-                    }
-                }
-            }
-            off += extra;
-            types.push(Type {
-                name_off,
-                kind: k,
-                vlen,
-                kflag,
-                size_type,
-            });
-        }
+        let p = check::check(&data, log)?;
         let btf = Btf {
             data,
-            types,
-            str_start,
-            str_len,
+            types: p.types,
+            str_start: p.str_start,
+            str_len: p.str_len,
         };
-        btf.check_refs()?;
         btf.check_spin_locks()?;
         Ok(btf)
     }
@@ -297,48 +180,6 @@ impl Btf {
             }
         }
         None
-    }
-
-    fn check_refs(&self) -> Result<(), BtfError> {
-        let n = self.types.len() as u32;
-        for (i, t) in self.types.iter().enumerate() {
-            let id = i + 1;
-            match t.kind {
-                kind::PTR
-                | kind::TYPEDEF
-                | kind::VOLATILE
-                | kind::CONST
-                | kind::RESTRICT
-                | kind::VAR
-                | kind::DECL_TAG
-                | kind::TYPE_TAG
-                | kind::FUNC
-                    if t.size_type > n =>
-                {
-                    return Err(inval(format!("[{id}] Invalid type_id")));
-                }
-                _ => {}
-            }
-            match t.kind {
-                kind::FUNC => {
-                    let tgt = t.size_type as usize;
-                    if tgt == 0 || self.types[tgt - 1].kind != kind::FUNC_PROTO {
-                        return Err(inval(format!("[{id}] Invalid func_proto")));
-                    }
-                    if t.vlen > 2 {
-                        return Err(inval(format!("[{id}] Invalid func linkage")));
-                    }
-                    if t.name_off == 0 {
-                        return Err(inval(format!("[{id}] Invalid name")));
-                    }
-                }
-                kind::TYPEDEF | kind::VAR | kind::DATASEC | kind::DECL_TAG if t.name_off == 0 => {
-                    return Err(inval(format!("[{id}] Invalid name")));
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     /// Number of types (the highest valid type id).
