@@ -89,11 +89,18 @@ fn take_scratch() -> Box<Scratch> {
     })
 }
 
+impl Scratch {
+    /// The end of a run: what it derived and kept alive is released.
+    fn reset(&mut self) {
+        self.regions.clear();
+        self.maps.clear();
+        self.entered.clear();
+        self.kept_maps.clear();
+    }
+}
+
 fn put_scratch(mut s: Box<Scratch>) {
-    s.regions.clear();
-    s.maps.clear();
-    s.entered.clear();
-    s.kept_maps.clear();
+    s.reset();
     SCRATCH.with(|c| c.set(Some(s)));
 }
 
@@ -123,7 +130,7 @@ pub(crate) struct RunCtx<'a> {
     redirect: RedirectInfo,
     /// Frames in use in `scratch.frames` (shared by nested `exec`s).
     frames_used: usize,
-    scratch: Box<Scratch>,
+    scratch: &'a mut Scratch,
     pub(crate) stack_base: u64,
     skb_data: (u64, u64),
     pub(crate) depth: usize,
@@ -191,7 +198,176 @@ pub(crate) fn tail_from_subprog(
 
 /// Run `prog` (and whatever it tail-calls) once.
 pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, RedirectInfo) {
-    let mut scratch = take_scratch();
+    Session::new().run(prog, a)
+}
+
+/// The thread's run state held across many runs (a batch of packets, the repetitions
+/// of a test run): the stack and region lists are taken once and given back when the
+/// session ends, instead of per run.
+pub struct Session {
+    scratch: Option<Box<Scratch>>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(s) = self.scratch.take() {
+            put_scratch(s);
+        }
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            scratch: Some(take_scratch()),
+        }
+    }
+
+    /// Run `prog` (and whatever it tail-calls) once.
+    #[inline(always)]
+    pub(crate) fn run(
+        &mut self,
+        prog: &Program,
+        a: RunArgs<'_>,
+    ) -> (Result<u64, Fault>, RedirectInfo) {
+        let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
+        match prog.jit.as_ref() {
+            // The fast path: compiled XDP code, its run state built only if it calls out.
+            Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch),
+            _ => run_general(prog, a, scratch),
+        }
+    }
+}
+
+/// What a compiled run needs to build its [`RunCtx`] on first use, and where: `slot`
+/// is that `RunCtx`'s place, whose budget words are written first so that compiled
+/// code can count against them before the rest exists.
+pub(crate) struct Pending<'a> {
+    slot: std::mem::MaybeUninit<RunCtx<'a>>,
+    made: bool,
+    prog: &'a Program,
+    xdp: Option<&'a mut XdpCtx>,
+    xdp_ptr: *mut XdpCtx,
+    cpu: u32,
+    host: &'a dyn HostEnv,
+    scratch: Option<&'a mut Scratch>,
+    stack_base: u64,
+    skb_data: (u64, u64),
+}
+
+impl<'a> Pending<'a> {
+    /// Pointers to the run's budget and may_goto counters (inside `slot`).
+    pub(crate) fn budget_words(&mut self) -> (*mut u64, *mut u64) {
+        let p = self.slot.as_mut_ptr();
+        // SAFETY: field addresses inside our own MaybeUninit (written in `run_compiled`).
+        unsafe {
+            (
+                std::ptr::addr_of_mut!((*p).budget),
+                std::ptr::addr_of_mut!((*p).may_goto),
+            )
+        }
+    }
+    pub(crate) fn xdp_ptr(&self) -> *mut XdpCtx {
+        self.xdp_ptr
+    }
+    pub(crate) fn stack_base(&self) -> u64 {
+        self.stack_base
+    }
+    pub(crate) fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    /// The run's [`RunCtx`], built in `slot` on the first call.
+    pub(crate) fn materialize(&mut self) -> &mut RunCtx<'a> {
+        if !self.made {
+            let (b, m) = self.budget_words();
+            // SAFETY: both words were written when the Pending was made, and compiled
+            // code has only counted them down since.
+            let (budget, may_goto) = unsafe { (b.read(), m.read()) };
+            let scratch = self.scratch.take().expect("scratch of an unbuilt run");
+            self.slot.write(RunCtx {
+                first: self.prog,
+                cur: None,
+                xdp: self.xdp.take().expect("context of an unbuilt run"),
+                cpu: self.cpu,
+                host: self.host,
+                guard: std::cell::OnceCell::new(),
+                redirect: RedirectInfo::default(),
+                frames_used: 0,
+                base_regions: scratch.regions.len(),
+                scratch,
+                stack_base: self.stack_base,
+                skb_data: self.skb_data,
+                depth: 0,
+                tail_cnt: 0,
+                pending_tail: None,
+                budget,
+                may_goto,
+                last_region: Region::new(0, 0, false),
+                held_lock: 0,
+                regions_removed: false,
+            });
+            self.made = true;
+        }
+        // SAFETY: written above or on an earlier call.
+        unsafe { self.slot.assume_init_mut() }
+    }
+}
+
+#[inline(always)]
+fn run_compiled<'a>(
+    prog: &'a Program,
+    code: &crate::jit::Compiled,
+    a: RunArgs<'a>,
+    scratch: &'a mut Scratch,
+) -> (Result<u64, Fault>, RedirectInfo) {
+    let stack_base = scratch.stack.as_mut_ptr() as u64;
+    let xdp_ptr = &mut *a.xdp as *mut XdpCtx;
+    let mut pending = Pending {
+        slot: std::mem::MaybeUninit::uninit(),
+        made: false,
+        prog,
+        xdp: Some(a.xdp),
+        xdp_ptr,
+        cpu: a.cpu,
+        host: a.host,
+        scratch: Some(scratch),
+        stack_base,
+        skb_data: a.skb_data,
+    };
+    let (b, m) = pending.budget_words();
+    // SAFETY: the two words of our own slot, written before any read.
+    unsafe {
+        b.write(BUDGET);
+        m.write(MAY_GOTO_BUDGET);
+    }
+    let r = crate::jit::exec_pending(code, &mut pending, [a.r1, a.r2, 0, 0, 0]);
+    if !pending.made {
+        // Nothing but the packet and the stack: no helper, tail call or lock ran, so
+        // there is nothing to give back.
+        let res = match r {
+            Ok(End::Exit(v)) => Ok(v),
+            Ok(End::Tail(_)) => unreachable!("a tail call is a helper call"),
+            Err(f) => Err(f),
+        };
+        return (res, RedirectInfo::default());
+    }
+    // SAFETY: built by `materialize`; read out once, the slot is not used again.
+    let rc = unsafe { pending.slot.assume_init_read() };
+    drive(rc, r, a.r1)
+}
+
+fn run_general<'a>(
+    prog: &'a Program,
+    a: RunArgs<'a>,
+    scratch: &'a mut Scratch,
+) -> (Result<u64, Fault>, RedirectInfo) {
     let stack_base = scratch.stack.as_mut_ptr() as u64;
     if let Some(r) = a.region {
         scratch.regions.push(r);
@@ -219,20 +395,23 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         base_regions,
         regions_removed: false,
     };
-    let r1 = a.r1;
-    let mut args = [r1, a.r2, 0, 0, 0];
+    let args = [a.r1, a.r2, 0, 0, 0];
+    let r = match prog.jit.as_ref() {
+        Some(code) => crate::jit::exec(code, &mut rc, args),
+        None => exec(prog, &mut rc, 0, args, true),
+    };
+    drive(rc, r, a.r1)
+}
+
+/// The rest of a run whose first program ended with `r`: tail calls, then the end
+/// (a lock a faulting run held is given back; what the run kept alive is released).
+#[inline(never)]
+fn drive(
+    mut rc: RunCtx<'_>,
+    mut r: Result<End, Fault>,
+    r1: u64,
+) -> (Result<u64, Fault>, RedirectInfo) {
     let res = loop {
-        let cur = rc.cur.clone();
-        let p: &Program = match &cur {
-            Some(c) => c,
-            None => rc.first,
-        };
-        rc.depth = 0;
-        // Compiled code when the JIT took the program, else the interpreter.
-        let r = match p.jit.as_ref() {
-            Some(code) => crate::jit::exec(code, &mut rc, args),
-            None => exec(p, &mut rc, 0, args, true),
-        };
         match r {
             Ok(End::Exit(v)) => break Ok(v),
             Ok(End::Tail(next)) => {
@@ -240,15 +419,27 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
                     rc.scratch.entered.push(prev);
                 }
                 rc.forget_derived();
-                args = [r1, 0, 0, 0, 0];
             }
             Err(f) => break Err(f),
         }
+        let cur = rc.cur.clone();
+        let p: &Program = match &cur {
+            Some(c) => c,
+            None => rc.first,
+        };
+        rc.depth = 0;
+        // Compiled code when the JIT took the program, else the interpreter.
+        let args = [r1, 0, 0, 0, 0];
+        r = match p.jit.as_ref() {
+            Some(code) => crate::jit::exec(code, &mut rc, args),
+            None => exec(p, &mut rc, 0, args, true),
+        };
     };
     let RunCtx {
         scratch,
         redirect,
         held_lock,
+        cur,
         ..
     } = rc;
     if held_lock != 0 {
@@ -256,7 +447,8 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
         // one held): give it back, or every later run and BPF_F_LOCK update would spin.
         crate::maps::spin_unlock_addr(held_lock);
     }
-    put_scratch(scratch);
+    drop(cur);
+    scratch.reset();
     (res, redirect)
 }
 

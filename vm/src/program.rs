@@ -9,6 +9,7 @@ use libc::{E2BIG, EINVAL};
 use sha2::{Digest, Sha256};
 
 use crate::insn::{self, Insn, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE};
+pub use crate::interp::Session;
 use crate::interp::{self, Op, RunArgs};
 use crate::maps::{map_handle, ArrayLayout, Map};
 use crate::mem::Region;
@@ -415,9 +416,24 @@ impl Program {
 
     /// Run the program on one XDP frame described by `ctx`.
     pub fn run_xdp(&self, ctx: &mut XdpCtx, cpu: u32, host: &dyn HostEnv) -> RunResult {
-        let t0 = stats::enabled().then(Instant::now);
+        self.run_xdp_in(&mut Session::new(), ctx, cpu, host)
+    }
+
+    /// [`Program::run_xdp`] in `session`: the run state is set up once for many runs
+    /// (a batch of frames, the repetitions of a test run).
+    #[inline(always)]
+    pub fn run_xdp_in(
+        &self,
+        session: &mut Session,
+        ctx: &mut XdpCtx,
+        cpu: u32,
+        host: &dyn HostEnv,
+    ) -> RunResult {
+        if stats::enabled() {
+            return self.run_xdp_counted(session, ctx, cpu, host);
+        }
         let r1 = ctx as *mut XdpCtx as u64;
-        let (res, redirect) = interp::run(
+        let (res, redirect) = session.run(
             self,
             RunArgs {
                 xdp: ctx,
@@ -429,26 +445,63 @@ impl Program {
                 host,
             },
         );
-        if let Some(t0) = t0 {
-            self.run_cnt.fetch_add(1, Ordering::Relaxed);
-            self.run_time_ns
-                .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        }
         match res {
             Ok(v) => RunResult {
                 verdict: v as u32,
                 redirect,
                 fault: None,
             },
-            Err(f) => {
-                self.faults.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(prog = %self.spec.name, fault = %f, "program run aborted");
-                RunResult {
-                    verdict: XDP_ABORTED,
-                    redirect,
-                    fault: Some(f),
-                }
-            }
+            Err(f) => self.aborted(f, redirect),
+        }
+    }
+
+    /// [`Program::run_xdp_in`] while `BPF_ENABLE_STATS` is on: run count and time.
+    #[cold]
+    #[inline(never)]
+    fn run_xdp_counted(
+        &self,
+        session: &mut Session,
+        ctx: &mut XdpCtx,
+        cpu: u32,
+        host: &dyn HostEnv,
+    ) -> RunResult {
+        let t0 = Instant::now();
+        let r1 = ctx as *mut XdpCtx as u64;
+        let (res, redirect) = session.run(
+            self,
+            RunArgs {
+                xdp: ctx,
+                r1,
+                r2: 0,
+                region: None,
+                skb_data: (0, 0),
+                cpu,
+                host,
+            },
+        );
+        self.run_cnt.fetch_add(1, Ordering::Relaxed);
+        self.run_time_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match res {
+            Ok(v) => RunResult {
+                verdict: v as u32,
+                redirect,
+                fault: None,
+            },
+            Err(f) => self.aborted(f, redirect),
+        }
+    }
+
+    /// A run that faulted: counted, logged, XDP_ABORTED.
+    #[cold]
+    #[inline(never)]
+    fn aborted(&self, f: Fault, redirect: RedirectInfo) -> RunResult {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(prog = %self.spec.name, fault = %f, "program run aborted");
+        RunResult {
+            verdict: XDP_ABORTED,
+            redirect,
+            fault: Some(f),
         }
     }
 
@@ -574,8 +627,9 @@ impl Program {
         let t0 = Instant::now();
         let mut retval = 0;
         let mut timer = crate::run::RepeatTimer::new(host);
+        let mut session = Session::new();
         for _ in 0..repeat {
-            retval = self.run_xdp(&mut ctx, cpu, host).verdict;
+            retval = self.run_xdp_in(&mut session, &mut ctx, cpu, host).verdict;
             timer.tick()?;
         }
         let total = t0.elapsed().as_nanos() as u64;

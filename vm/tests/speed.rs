@@ -1,5 +1,6 @@
 //! Interpreter speed on small XDP programs (not a test: run with
-//! `cargo test --release -p bpftime-vm --test speed -- --ignored --nocapture`).
+//! `cargo test --release -p bpftime-vm --test speed -- --ignored --nocapture`;
+//! SPEED_ONLY=<name> runs one, SPEED_REPEAT=<n> sets the repeat).
 
 use bpftime_vm::asm::assemble;
 use bpftime_vm::insn::encode;
@@ -37,7 +38,11 @@ fn interp_speed() {
         ),
     ];
     let pkt = vec![7u8; 64];
+    let only = std::env::var("SPEED_ONLY").ok();
     for (name, src) in progs {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let p = load(src);
         let repeat = std::env::var("SPEED_REPEAT")
             .ok()

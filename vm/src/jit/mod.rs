@@ -129,9 +129,123 @@ pub(crate) fn compile(prog: &Program) -> Option<Compiled> {
     }
 }
 
+/// Run compiled code as the first program of a fast-path run (see
+/// [`crate::interp::Pending`]).
+#[inline]
+pub(crate) fn exec_pending(
+    code: &Compiled,
+    pending: &mut crate::interp::Pending<'_>,
+    args: [u64; 5],
+) -> Result<End, Fault> {
+    runtime::run_pending(code.code.ptr(), pending, args)
+}
+
 /// Run compiled code as the outermost invocation of the current program of `rc`,
 /// with r1..r5 = `args` (the interpreter's `exec(.., 0, args, top = true)`).
 #[inline]
 pub(crate) fn exec(code: &Compiled, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Result<End, Fault> {
     runtime::run(code.code.ptr(), rc, args)
+}
+
+/// The fixed cost of one run, layer by layer, against the compiled code called bare
+/// (the floor): not a test; `cargo test --release -p bpftime-vm --lib fixed_cost --
+/// --ignored --nocapture`. Minimum of 5 trials of 20M runs of `r0 = XDP_PASS; exit`.
+#[cfg(test)]
+mod fixed_cost {
+    use super::runtime::{EntryFn, JitEnv};
+    use crate::interp::{RunArgs, Session};
+    use crate::program::{prog_type, NoMaps, ProgLoadSpec, Program};
+    use crate::run::{NoHost, XdpCtx};
+    use std::time::Instant;
+
+    fn min_ns(n: u64, mut f: impl FnMut()) -> f64 {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                t.elapsed().as_nanos() as f64 / n as f64
+            })
+            .fold(f64::MAX, f64::min)
+    }
+
+    #[test]
+    #[ignore = "benchmark"]
+    fn fixed_cost_of_a_run() {
+        let spec = ProgLoadSpec {
+            prog_type: prog_type::XDP,
+            expected_attach_type: 37,
+            insns: crate::insn::encode(&crate::asm::assemble("mov %r0, 2\nexit").unwrap()),
+            license: "GPL".into(),
+            ..Default::default()
+        };
+        let p = Program::load(spec, &NoMaps).unwrap();
+        let code = p.jit.as_ref().expect("compiled");
+        let mut buf = vec![0u8; 4096];
+        let base = buf.as_mut_ptr() as u64;
+        let mut ctx = XdpCtx {
+            data_meta: base + 256,
+            data: base + 256,
+            data_end: base + 320,
+            hard_start: base,
+            frame_end: base + 4096 - 320,
+            ..Default::default()
+        };
+        let mut stack = vec![0u64; 512];
+        let (mut budget, mut mg) = (1u64 << 24, 1u64 << 23);
+        let mut env = JitEnv {
+            rc: std::ptr::null_mut(),
+            pending: std::ptr::null_mut(),
+            xdp: &mut ctx,
+            budget: &mut budget,
+            may_goto: &mut mg,
+            stack_base: stack.as_mut_ptr() as u64,
+            exit: 0,
+            cache_start: 0,
+            cache_len: 0,
+            cpu_slot: 0,
+            guard: std::ptr::null(),
+            fault: None,
+            tail: None,
+        };
+        // SAFETY: the code of `p`, called with a complete environment (as runtime::run).
+        let f: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code.code.ptr()) };
+        let n = 20_000_000;
+        let bare = min_ns(n, || {
+            // SAFETY: as above.
+            std::hint::black_box(unsafe { f(&mut env, 1, 0, 0, 0, 0) });
+        });
+        let mut s = Session::new();
+        let session = min_ns(n, || {
+            let r1 = &mut ctx as *mut XdpCtx as u64;
+            let a = RunArgs {
+                xdp: &mut ctx,
+                r1,
+                r2: 0,
+                region: None,
+                skb_data: (0, 0),
+                cpu: 0,
+                host: &NoHost,
+            };
+            std::hint::black_box(s.run(&p, a).0.is_ok());
+        });
+        let run_in = min_ns(n, || {
+            std::hint::black_box(p.run_xdp_in(&mut s, &mut ctx, 0, &NoHost).verdict);
+        });
+        drop(s);
+        let run = min_ns(n, || {
+            std::hint::black_box(p.run_xdp(&mut ctx, 0, &NoHost).verdict);
+        });
+        println!("| layer | ns/run | vs bare code |");
+        println!("|---|---|---|");
+        for (name, v) in [
+            ("compiled code, called bare", bare),
+            ("Session::run (fast path)", session),
+            ("Program::run_xdp_in (RunResult)", run_in),
+            ("Program::run_xdp (a session per run)", run),
+        ] {
+            println!("| {name} | {v:.1} | {:.1}x |", v / bare);
+        }
+    }
 }

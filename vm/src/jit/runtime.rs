@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::interp::{End, RunCtx, MAX_TAIL_CALL_CNT};
+use crate::interp::{End, Pending, RunCtx, MAX_TAIL_CALL_CNT};
 use crate::maps::hash::HashMap;
 use crate::maps::Map;
 use crate::mem::raw;
@@ -17,8 +17,11 @@ use crate::run::{Fault, HelperCtx, XdpCtx};
 /// Compiled code reads the fields at their `offset_of!` offsets.
 #[repr(C)]
 pub(crate) struct JitEnv {
-    /// `&mut RunCtx` of the run (opaque to compiled code).
+    /// `&mut RunCtx` of the run (opaque to compiled code); null until first needed
+    /// on the fast path, which builds it from `pending` (see [`run_pending`]).
     pub rc: *mut (),
+    /// `&mut interp::Pending` of a fast-path run (null otherwise).
+    pub pending: *mut (),
     /// The run's XDP context (read live for packet bounds and context loads).
     pub xdp: *mut XdpCtx,
     /// `&mut rc.budget` (backward jumps and calls, shared with interpreted callbacks).
@@ -79,36 +82,24 @@ pub(crate) mod kind {
     pub const INVALID: u64 = 8;
 }
 
+/// The CPU's slot in per-CPU maps (no division on the usual path: a worker's CPU is
+/// below the count).
 #[inline]
-pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Result<End, Fault> {
-    let mut env = JitEnv {
-        rc: std::ptr::null_mut(),
-        xdp: &mut *rc.xdp as *mut XdpCtx,
-        budget: &mut rc.budget as *mut u64,
-        may_goto: &mut rc.may_goto as *mut u64,
-        stack_base: rc.stack_base,
-        exit: 0,
-        cache_start: 0,
-        cache_len: 0,
-        cpu_slot: {
-            // No division on the usual path (a worker's CPU slot is below the count).
-            let (c, n) = (rc.cpu() as usize, crate::maps::possible_cpus());
-            (if c < n { c } else { c % n }) as u64
-        },
-        guard: std::ptr::null(),
-        fault: None,
-        tail: None,
-    };
-    env.rc = rc as *mut RunCtx<'_> as *mut ();
+fn cpu_slot(cpu: u32) -> u64 {
+    let (c, n) = (cpu as usize, crate::maps::possible_cpus());
+    (if c < n { c } else { c % n }) as u64
+}
+
+/// Calls compiled code; what it left in `env` becomes the result.
+#[inline(always)]
+fn call(entry: *const u8, env: &mut JitEnv, args: [u64; 5]) -> Result<End, Fault> {
     // SAFETY: `entry` is the start of code compiled by `translate::compile` with the
     // `EntryFn` signature, mapped executable for the life of the program (borrowed by
     // this run). The code only touches memory through env (alive for this call), the
     // run's stack and packet, and regions checked through `jit_access`.
     let f: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(entry) };
-    // SAFETY: as above; `rc` is not otherwise used while the compiled code runs (the
-    // callbacks below reach it only through env.rc).
-    let r0 = unsafe { f(&mut env, args[0], args[1], args[2], args[3], args[4]) };
-    rc.depth = 0;
+    // SAFETY: as above; the run state is reached only through env while the code runs.
+    let r0 = unsafe { f(env, args[0], args[1], args[2], args[3], args[4]) };
     if let Some(f) = env.fault.take() {
         return Err(f);
     }
@@ -118,13 +109,70 @@ pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Resu
     Ok(End::Exit(r0))
 }
 
+/// The fast path's first run of compiled code: no `RunCtx` yet. The budget words are
+/// already in place inside `pending.slot`; everything else of the run state is built
+/// there only if the code calls out (a helper, a map lookup, a region check), so a
+/// program that touches only its packet and stack pays for none of it.
+#[inline]
+pub(crate) fn run_pending(
+    entry: *const u8,
+    pending: &mut Pending<'_>,
+    args: [u64; 5],
+) -> Result<End, Fault> {
+    let (budget, may_goto) = pending.budget_words();
+    let mut env = JitEnv {
+        rc: std::ptr::null_mut(),
+        pending: pending as *mut Pending<'_> as *mut (),
+        xdp: pending.xdp_ptr(),
+        budget,
+        may_goto,
+        stack_base: pending.stack_base(),
+        exit: 0,
+        cache_start: 0,
+        cache_len: 0,
+        cpu_slot: cpu_slot(pending.cpu()),
+        guard: std::ptr::null(),
+        fault: None,
+        tail: None,
+    };
+    call(entry, &mut env, args)
+}
+
+#[inline]
+pub(crate) fn run(entry: *const u8, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Result<End, Fault> {
+    let mut env = JitEnv {
+        rc: std::ptr::null_mut(),
+        pending: std::ptr::null_mut(),
+        xdp: &mut *rc.xdp as *mut XdpCtx,
+        budget: &mut rc.budget as *mut u64,
+        may_goto: &mut rc.may_goto as *mut u64,
+        stack_base: rc.stack_base,
+        exit: 0,
+        cache_start: 0,
+        cache_len: 0,
+        cpu_slot: cpu_slot(rc.cpu()),
+        guard: std::ptr::null(),
+        fault: None,
+        tail: None,
+    };
+    env.rc = rc as *mut RunCtx<'_> as *mut ();
+    let r = call(entry, &mut env, args);
+    rc.depth = 0;
+    r
+}
+
 /// # Safety
 /// `env` must be the live environment passed to compiled code by [`run`].
 unsafe fn parts<'e>(env: *mut JitEnv) -> (&'e mut JitEnv, &'e mut RunCtx<'e>) {
-    // SAFETY: per the caller's contract, env and env.rc point to the live run state,
-    // and compiled code holds no other reference to them during this call.
+    // SAFETY: per the caller's contract, env and env.rc (or env.pending, whose run state
+    // is built on this first use) point to the live run state, and compiled code holds
+    // no other reference to them during this call.
     unsafe {
         let e = &mut *env;
+        if e.rc.is_null() {
+            let p = &mut *(e.pending as *mut Pending<'e>);
+            e.rc = p.materialize() as *mut RunCtx<'e> as *mut ();
+        }
         let rc = &mut *(e.rc as *mut RunCtx<'e>);
         (e, rc)
     }
@@ -149,8 +197,8 @@ pub(crate) extern "C" fn jit_access(env: *mut JitEnv, addr: u64, len: u64, write
 
 /// Record a fault raised by compiled code; it returns right after.
 pub(crate) extern "C" fn jit_fault(env: *mut JitEnv, kind: u64, addr: u64, len: u64, pc: u64) {
-    // SAFETY: called only by compiled code with its env.
-    let (e, _) = unsafe { parts(env) };
+    // SAFETY: called only by compiled code with its env (the run state is not needed).
+    let e = unsafe { &mut *env };
     let pc = pc as usize;
     let oob = |kind: &'static str| Fault::OutOfBounds {
         kind,
