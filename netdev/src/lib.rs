@@ -126,6 +126,16 @@ use worker::{ProgSlot, QueueCounters, Worker};
 /// bytes between them.
 pub trait XdpProgram: Send + Sync {
     fn run(&self, ctx: &mut XdpCtx, cpu: u32) -> (u32, RedirectInfo);
+    /// [`XdpProgram::run`] in the worker's `session`, whose run state (stack, region
+    /// lists) is kept from one frame to the next instead of set up per frame.
+    fn run_in(
+        &self,
+        _session: &mut bpftime_vm::program::Session,
+        ctx: &mut XdpCtx,
+        cpu: u32,
+    ) -> (u32, RedirectInfo) {
+        self.run(ctx, cpu)
+    }
     fn name(&self) -> &str;
 }
 
@@ -547,6 +557,7 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
             scratch: vec![0; xsk::FRAME_SIZE as usize],
             mtu: netns::mtu(ifindex).unwrap_or(1500) as usize,
             big: Vec::new(),
+            session: None,
         };
         let h = std::thread::Builder::new()
             .name(format!("xdp-{ifname}-q{q}"))

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bpftime_vm::program::Program;
+use bpftime_vm::program::{Program, Session};
 use bpftime_vm::run::{HostEnv, NoHost, RedirectInfo, XdpCtx};
 
 use crate::{netns, XdpProgram};
@@ -78,6 +78,10 @@ impl XdpProgram for VmProgram {
         let r = self.prog.run_xdp(ctx, cpu, self.host.as_ref());
         (r.verdict, r.redirect)
     }
+    fn run_in(&self, session: &mut Session, ctx: &mut XdpCtx, cpu: u32) -> (u32, RedirectInfo) {
+        let r = self.prog.run_xdp_in(session, ctx, cpu, self.host.as_ref());
+        (r.verdict, r.redirect)
+    }
     fn name(&self) -> &str {
         self.prog.name()
     }
@@ -87,6 +91,10 @@ impl XdpProgram for VmProgram {
 impl XdpProgram for Program {
     fn run(&self, ctx: &mut XdpCtx, cpu: u32) -> (u32, RedirectInfo) {
         let r = self.run_xdp(ctx, cpu, &NoHost);
+        (r.verdict, r.redirect)
+    }
+    fn run_in(&self, session: &mut Session, ctx: &mut XdpCtx, cpu: u32) -> (u32, RedirectInfo) {
+        let r = self.run_xdp_in(session, ctx, cpu, &NoHost);
         (r.verdict, r.redirect)
     }
     fn name(&self) -> &str {

@@ -97,6 +97,8 @@ pub(crate) struct Worker {
     pub mtu: usize,
     /// Where a descriptor chain (a packet over several frames) is put together.
     pub big: Vec<u8>,
+    /// The program run state of this worker's thread (made when the thread starts).
+    pub session: Option<bpftime_vm::program::Session>,
 }
 
 impl Worker {
@@ -249,7 +251,8 @@ impl Worker {
         // CHECKSUM_PARTIAL is the kernel's state of the frame as received: read it
         // before the program can change the bytes (see `csum`).
         let partial = self.xsk.bytes(addr, len as usize).and_then(csum::detect);
-        let (verdict, redirect) = prog.run(&mut ctx, cpu);
+        let session = self.session.get_or_insert_with(Default::default);
+        let (verdict, redirect) = prog.run_in(session, &mut ctx, cpu);
         // The program's helpers keep these invariants; a context outside its frame
         // is a bug of the program runner, counted and dropped, never followed.
         let sane = hard <= ctx.data_meta
@@ -365,7 +368,8 @@ impl Worker {
             hard_start: hard,
             frame_end: hard + (size - XDP_TAILROOM) as u64,
         };
-        let (verdict, redirect) = prog.run(&mut ctx, cpu);
+        let session = self.session.get_or_insert_with(Default::default);
+        let (verdict, redirect) = prog.run_in(session, &mut ctx, cpu);
         let sane = hard <= ctx.data_meta
             && ctx.data_meta <= ctx.data
             && ctx.data <= ctx.data_end

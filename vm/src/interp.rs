@@ -198,7 +198,9 @@ pub(crate) fn tail_from_subprog(
 
 /// Run `prog` (and whatever it tail-calls) once.
 pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, RedirectInfo) {
-    Session::new().run(prog, a)
+    let mut s = Session::new();
+    let r = s.run(prog, a);
+    (r, s.take_redirect())
 }
 
 /// The thread's run state held across many runs (a batch of packets, the repetitions
@@ -206,6 +208,9 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
 /// session ends, instead of per run.
 pub struct Session {
     scratch: Option<Box<Scratch>>,
+    /// What the last run's `bpf_redirect*` recorded, when it called a helper at all
+    /// (kept here, not returned, so the fast path moves no struct around).
+    redirect: Option<RedirectInfo>,
 }
 
 impl Default for Session {
@@ -226,21 +231,26 @@ impl Session {
     pub fn new() -> Session {
         Session {
             scratch: Some(take_scratch()),
+            redirect: None,
         }
     }
 
-    /// Run `prog` (and whatever it tail-calls) once.
+    /// The redirect target the last run recorded (none: the default).
     #[inline(always)]
-    pub(crate) fn run(
-        &mut self,
-        prog: &Program,
-        a: RunArgs<'_>,
-    ) -> (Result<u64, Fault>, RedirectInfo) {
+    pub(crate) fn take_redirect(&mut self) -> RedirectInfo {
+        self.redirect.take().unwrap_or_default()
+    }
+
+    /// Run `prog` (and whatever it tail-calls) once.
+    /// The run's redirect target is then in [`Session::take_redirect`].
+    #[inline(always)]
+    pub(crate) fn run(&mut self, prog: &Program, a: RunArgs<'_>) -> Result<u64, Fault> {
         let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
+        let out = &mut self.redirect;
         match prog.jit.as_ref() {
             // The fast path: compiled XDP code, its run state built only if it calls out.
-            Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch),
-            _ => run_general(prog, a, scratch),
+            Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch, out),
+            _ => run_general(prog, a, scratch, out),
         }
     }
 }
@@ -326,7 +336,8 @@ fn run_compiled<'a>(
     code: &crate::jit::Compiled,
     a: RunArgs<'a>,
     scratch: &'a mut Scratch,
-) -> (Result<u64, Fault>, RedirectInfo) {
+    out: &mut Option<RedirectInfo>,
+) -> Result<u64, Fault> {
     let stack_base = scratch.stack.as_mut_ptr() as u64;
     let xdp_ptr = &mut *a.xdp as *mut XdpCtx;
     let mut pending = Pending {
@@ -351,23 +362,23 @@ fn run_compiled<'a>(
     if !pending.made {
         // Nothing but the packet and the stack: no helper, tail call or lock ran, so
         // there is nothing to give back.
-        let res = match r {
+        return match r {
             Ok(End::Exit(v)) => Ok(v),
             Ok(End::Tail(_)) => unreachable!("a tail call is a helper call"),
             Err(f) => Err(f),
         };
-        return (res, RedirectInfo::default());
     }
     // SAFETY: built by `materialize`; read out once, the slot is not used again.
     let rc = unsafe { pending.slot.assume_init_read() };
-    drive(rc, r, a.r1)
+    drive(rc, r, a.r1, out)
 }
 
 fn run_general<'a>(
     prog: &'a Program,
     a: RunArgs<'a>,
     scratch: &'a mut Scratch,
-) -> (Result<u64, Fault>, RedirectInfo) {
+    out: &mut Option<RedirectInfo>,
+) -> Result<u64, Fault> {
     let stack_base = scratch.stack.as_mut_ptr() as u64;
     if let Some(r) = a.region {
         scratch.regions.push(r);
@@ -400,7 +411,7 @@ fn run_general<'a>(
         Some(code) => crate::jit::exec(code, &mut rc, args),
         None => exec(prog, &mut rc, 0, args, true),
     };
-    drive(rc, r, a.r1)
+    drive(rc, r, a.r1, out)
 }
 
 /// The rest of a run whose first program ended with `r`: tail calls, then the end
@@ -410,7 +421,8 @@ fn drive(
     mut rc: RunCtx<'_>,
     mut r: Result<End, Fault>,
     r1: u64,
-) -> (Result<u64, Fault>, RedirectInfo) {
+    out: &mut Option<RedirectInfo>,
+) -> Result<u64, Fault> {
     let res = loop {
         match r {
             Ok(End::Exit(v)) => break Ok(v),
@@ -449,7 +461,8 @@ fn drive(
     }
     drop(cur);
     scratch.reset();
-    (res, redirect)
+    *out = Some(redirect);
+    res
 }
 
 impl RunCtx<'_> {

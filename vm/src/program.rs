@@ -433,7 +433,7 @@ impl Program {
             return self.run_xdp_counted(session, ctx, cpu, host);
         }
         let r1 = ctx as *mut XdpCtx as u64;
-        let (res, redirect) = session.run(
+        let res = session.run(
             self,
             RunArgs {
                 xdp: ctx,
@@ -448,10 +448,10 @@ impl Program {
         match res {
             Ok(v) => RunResult {
                 verdict: v as u32,
-                redirect,
+                redirect: session.take_redirect(),
                 fault: None,
             },
-            Err(f) => self.aborted(f, redirect),
+            Err(f) => self.aborted(f, session.take_redirect()),
         }
     }
 
@@ -467,7 +467,7 @@ impl Program {
     ) -> RunResult {
         let t0 = Instant::now();
         let r1 = ctx as *mut XdpCtx as u64;
-        let (res, redirect) = session.run(
+        let res = session.run(
             self,
             RunArgs {
                 xdp: ctx,
@@ -485,10 +485,10 @@ impl Program {
         match res {
             Ok(v) => RunResult {
                 verdict: v as u32,
-                redirect,
+                redirect: session.take_redirect(),
                 fault: None,
             },
-            Err(f) => self.aborted(f, redirect),
+            Err(f) => self.aborted(f, session.take_redirect()),
         }
     }
 

@@ -228,7 +228,7 @@ mod fixed_cost {
                 cpu: 0,
                 host: &NoHost,
             };
-            std::hint::black_box(s.run(&p, a).0.is_ok());
+            std::hint::black_box(s.run(&p, a).is_ok());
         });
         let run_in = min_ns(n, || {
             std::hint::black_box(p.run_xdp_in(&mut s, &mut ctx, 0, &NoHost).verdict);
