@@ -127,6 +127,18 @@ int main(void)
 	PROG(BPF_PROG_TYPE_XDP, ok, 2, "GPL"); put32(24, 1); put32(28, 16); put64(32, (unsigned long)log); report("prog log too small", sys(BPF_PROG_LOAD, attr, 144));
 	PROG(BPF_PROG_TYPE_XDP, ok, 2, "GPL"); put32(72, 9999); put32(76, 8); put32(88, 1); report("prog bad btf fd", sys(BPF_PROG_LOAD, attr, 144));
 	PROG(BPF_PROG_TYPE_XDP, ok, 2, "GPL"); put64(136, 1); report("prog byte in core_relo_rec_size", sys(BPF_PROG_LOAD, attr, 168));
+	/* ld_imm64 of a map: a closed fd is EBADF, an open one that is not a map EINVAL
+	 * (bpf_map_get), directly or through fd_array. */
+	struct bpf_insn ldmap[4] = { { .code = BPF_LD | BPF_DW | BPF_IMM, .dst_reg = 1, .src_reg = BPF_PSEUDO_MAP_FD },
+				     { 0 },
+				     { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 2 },
+				     { .code = BPF_JMP | BPF_EXIT } };
+	int fdarr[1] = { notbpf };
+	ldmap[0].imm = notbpf; PROG(BPF_PROG_TYPE_XDP, ldmap, 4, "GPL"); report("prog map fd not a map", sys(BPF_PROG_LOAD, attr, 144));
+	ldmap[0].imm = 9999; PROG(BPF_PROG_TYPE_XDP, ldmap, 4, "GPL"); report("prog map fd closed", sys(BPF_PROG_LOAD, attr, 144));
+	ldmap[0].imm = prog; PROG(BPF_PROG_TYPE_XDP, ldmap, 4, "GPL"); report("prog map fd a prog", sys(BPF_PROG_LOAD, attr, 144));
+	ldmap[0].src_reg = 5; ldmap[0].imm = 0; PROG(BPF_PROG_TYPE_XDP, ldmap, 4, "GPL"); put64(120, (unsigned long)fdarr);
+	report("prog fd_array entry not a map", sys(BPF_PROG_LOAD, attr, 144));
 
 	/* BTF_LOAD */
 	char junk[64] = { 1, 2, 3 };

@@ -95,6 +95,12 @@ pub trait MapResolver {
     fn has_fd_array(&self) -> bool {
         true
     }
+    /// Why `map_by_fd(fd)` (or `fd_array(idx)`, `from_array`) found no map: the
+    /// kernel's `bpf_map_get`, EBADF for a closed fd, EINVAL for an open one that is
+    /// not a map.
+    fn not_a_map(&self, _fd_or_idx: i32, _from_array: bool) -> i32 {
+        libc::EBADF
+    }
 }
 
 /// A resolver with no maps (tests, probes).

@@ -28,7 +28,7 @@ use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use libc::{E2BIG, EACCES, EBADF, EINVAL};
+use libc::{E2BIG, EACCES, EINVAL};
 
 use crate::helpers::HelperSpec;
 use crate::insn::*;
@@ -441,8 +441,9 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                     inp.maps.fd_array(insn.imm as u32)
                 };
                 let Some(map) = map else {
+                    let from_array = !matches!(insn.src, BPF_PSEUDO_MAP_FD | BPF_PSEUDO_MAP_VALUE);
                     return Err(fail(
-                        EBADF,
+                        inp.maps.not_a_map(insn.imm, from_array),
                         &mut log,
                         format!("fd {} is not pointing to valid bpf_map", insn.imm),
                     ));

@@ -381,6 +381,23 @@ impl bpftime_vm::program::MapResolver for Resolver<'_, '_> {
     fn fd_array(&self, idx: u32) -> Option<Arc<dyn Map>> {
         Resolver::fd_array(self, idx)
     }
+    fn not_a_map(&self, fd_or_idx: i32, from_array: bool) -> i32 {
+        let fd = if from_array {
+            match self
+                .call
+                .read(self.fd_array + 4 * fd_or_idx as u32 as u64, 4)
+            {
+                Ok(b) => i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])),
+                Err(e) => return e,
+            }
+        } else {
+            fd_or_idx
+        };
+        match self.call.fd_key(fd) {
+            Err(e) => e,
+            Ok(_) => libc::EINVAL,
+        }
+    }
 }
 
 /// The adapter to bpftime-vm's `Program::load`: Ok((program, log)) or
