@@ -557,7 +557,6 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
             scratch: vec![0; xsk::FRAME_SIZE as usize],
             mtu: netns::mtu(ifindex).unwrap_or(1500) as usize,
             big: Vec::new(),
-            session: None,
         };
         let h = std::thread::Builder::new()
             .name(format!("xdp-{ifname}-q{q}"))

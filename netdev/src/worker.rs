@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bpftime_vm::maps::devmap::DevMap;
 use bpftime_vm::maps::map_type;
-use bpftime_vm::program::Program;
+use bpftime_vm::program::{Program, Session};
 use bpftime_vm::run::{
     RedirectInfo, XdpCtx, XDP_ABORTED, XDP_DROP, XDP_PACKET_HEADROOM, XDP_PASS, XDP_REDIRECT,
     XDP_TAILROOM, XDP_TX,
@@ -97,8 +97,6 @@ pub(crate) struct Worker {
     pub mtu: usize,
     /// Where a descriptor chain (a packet over several frames) is put together.
     pub big: Vec<u8>,
-    /// The program run state of this worker's thread (made when the thread starts).
-    pub session: Option<bpftime_vm::program::Session>,
 }
 
 impl Worker {
@@ -108,6 +106,8 @@ impl Worker {
                 tracing::warn!(cpu = c, "cannot pin worker: {e}");
             }
         }
+        // The program run state of this thread, kept from frame to frame.
+        let mut session = Session::new();
         let mut descs: Vec<(u64, u32, bool)> = Vec::with_capacity(BATCH);
         let mut recycle: Vec<u64> = Vec::with_capacity(self.xsk.nframes() as usize);
         let mut txq: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
@@ -130,6 +130,9 @@ impl Worker {
                 .map_or(0, |i| i + 1)
                 .min(peeked);
             if n == 0 {
+                // Nothing to run: no epoch pin may outlive the batch (it would hold
+                // back the reclamation of every deleted hash element).
+                session.quiesce();
                 self.flush(&mut recycle, &mut txq, &mut tx_inflight);
                 if tx_inflight > 0 && self.xsk.tx_needs_wakeup() {
                     let _ = self.xsk.kick_tx();
@@ -162,9 +165,23 @@ impl Worker {
                 let end = i + descs[i..n].iter().position(|d| !d.2).unwrap_or(n - i - 1) + 1;
                 if end - i == 1 {
                     let (addr, len, _) = descs[i];
-                    self.one(prog.as_ref(), cpu, addr, len, &mut recycle, &mut txq);
+                    self.one(
+                        &mut session,
+                        prog.as_ref(),
+                        cpu,
+                        addr,
+                        len,
+                        &mut recycle,
+                        &mut txq,
+                    );
                 } else {
-                    self.chain(prog.as_ref(), cpu, &descs[i..end], &mut recycle);
+                    self.chain(
+                        &mut session,
+                        prog.as_ref(),
+                        cpu,
+                        &descs[i..end],
+                        &mut recycle,
+                    );
                 }
                 i = end;
             }
@@ -220,8 +237,10 @@ impl Worker {
     }
 
     /// Runs the program on one frame and carries out its verdict.
+    #[allow(clippy::too_many_arguments)]
     fn one(
         &mut self,
+        session: &mut Session,
         prog: &dyn XdpProgram,
         cpu: u32,
         addr: u64,
@@ -251,7 +270,6 @@ impl Worker {
         // CHECKSUM_PARTIAL is the kernel's state of the frame as received: read it
         // before the program can change the bytes (see `csum`).
         let partial = self.xsk.bytes(addr, len as usize).and_then(csum::detect);
-        let session = self.session.get_or_insert_with(Default::default);
         let (verdict, redirect) = prog.run_in(session, &mut ctx, cpu);
         // The program's helpers keep these invariants; a context outside its frame
         // is a bug of the program runner, counted and dropped, never followed.
@@ -331,6 +349,7 @@ impl Worker {
     /// through AF_PACKET. Its frames go back to FILL.
     fn chain(
         &mut self,
+        session: &mut Session,
         prog: &dyn XdpProgram,
         cpu: u32,
         descs: &[(u64, u32, bool)],
@@ -368,7 +387,6 @@ impl Worker {
             hard_start: hard,
             frame_end: hard + (size - XDP_TAILROOM) as u64,
         };
-        let session = self.session.get_or_insert_with(Default::default);
         let (verdict, redirect) = prog.run_in(session, &mut ctx, cpu);
         let sane = hard <= ctx.data_meta
             && ctx.data_meta <= ctx.data

@@ -126,7 +126,9 @@ pub(crate) struct RunCtx<'a> {
     cpu: u32,
     host: &'a dyn HostEnv,
     /// Pinned on first use by a helper (programs without helpers never need it).
-    guard: std::cell::OnceCell<crossbeam_epoch::Guard>,
+    /// The session's epoch guard: pinned on first use by a helper (programs without
+    /// helpers never need it) and kept for a few runs (see `Session::REPIN`).
+    guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     redirect: RedirectInfo,
     /// Frames in use in `scratch.frames` (shared by nested `exec`s).
     frames_used: usize,
@@ -208,6 +210,12 @@ pub(crate) fn run(prog: &Program, a: RunArgs<'_>) -> (Result<u64, Fault>, Redire
 /// session ends, instead of per run.
 pub struct Session {
     scratch: Option<Box<Scratch>>,
+    /// An epoch guard shared by the session's runs: pinning costs more than a small
+    /// program, so a guard stays pinned for `REPIN` runs (a batch), then is dropped
+    /// so that memory freed meanwhile can be reclaimed. Holding it longer only delays
+    /// reclamation, as a longer RCU read section would.
+    guard: std::cell::OnceCell<crossbeam_epoch::Guard>,
+    runs: u32,
     /// What the last run's `bpf_redirect*` recorded, when it called a helper at all
     /// (kept here, not returned, so the fast path moves no struct around).
     redirect: Option<RedirectInfo>,
@@ -231,8 +239,19 @@ impl Session {
     pub fn new() -> Session {
         Session {
             scratch: Some(take_scratch()),
+            guard: std::cell::OnceCell::new(),
+            runs: 0,
             redirect: None,
         }
+    }
+
+    /// Runs that share one epoch pin.
+    const REPIN: u32 = 64;
+
+    /// The end of a batch: the epoch pin, if any, is dropped (a session that waits
+    /// must not hold back memory reclamation).
+    pub fn quiesce(&mut self) {
+        self.guard.take();
     }
 
     /// The redirect target the last run recorded (none: the default).
@@ -245,12 +264,17 @@ impl Session {
     /// The run's redirect target is then in [`Session::take_redirect`].
     #[inline(always)]
     pub(crate) fn run(&mut self, prog: &Program, a: RunArgs<'_>) -> Result<u64, Fault> {
+        self.runs = self.runs.wrapping_add(1);
+        if self.runs.is_multiple_of(Self::REPIN) {
+            self.guard.take();
+        }
         let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
         let out = &mut self.redirect;
+        let guard = &self.guard;
         match prog.jit.as_ref() {
             // The fast path: compiled XDP code, its run state built only if it calls out.
-            Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch, out),
-            _ => run_general(prog, a, scratch, out),
+            Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch, guard, out),
+            _ => run_general(prog, a, scratch, guard, out),
         }
     }
 }
@@ -267,6 +291,7 @@ pub(crate) struct Pending<'a> {
     cpu: u32,
     host: &'a dyn HostEnv,
     scratch: Option<&'a mut Scratch>,
+    guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     stack_base: u64,
     skb_data: (u64, u64),
 }
@@ -307,7 +332,7 @@ impl<'a> Pending<'a> {
                 xdp: self.xdp.take().expect("context of an unbuilt run"),
                 cpu: self.cpu,
                 host: self.host,
-                guard: std::cell::OnceCell::new(),
+                guard: self.guard,
                 redirect: RedirectInfo::default(),
                 frames_used: 0,
                 base_regions: scratch.regions.len(),
@@ -336,6 +361,7 @@ fn run_compiled<'a>(
     code: &crate::jit::Compiled,
     a: RunArgs<'a>,
     scratch: &'a mut Scratch,
+    guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
     let stack_base = scratch.stack.as_mut_ptr() as u64;
@@ -349,6 +375,7 @@ fn run_compiled<'a>(
         cpu: a.cpu,
         host: a.host,
         scratch: Some(scratch),
+        guard,
         stack_base,
         skb_data: a.skb_data,
     };
@@ -377,6 +404,7 @@ fn run_general<'a>(
     prog: &'a Program,
     a: RunArgs<'a>,
     scratch: &'a mut Scratch,
+    guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
     let stack_base = scratch.stack.as_mut_ptr() as u64;
@@ -390,7 +418,7 @@ fn run_general<'a>(
         xdp: a.xdp,
         cpu: a.cpu,
         host: a.host,
-        guard: std::cell::OnceCell::new(),
+        guard,
         redirect: RedirectInfo::default(),
         frames_used: 0,
         scratch,
