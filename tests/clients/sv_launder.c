@@ -2,25 +2,12 @@
  * stack, packet, map or map value into a map, reads it back and uses it. The kernel
  * types what it reads from a map as a number and refuses the use at load. Prints
  * "<case> <errno name>" for a refused load, "<case> ran <r0>" otherwise. */
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-#include <linux/bpf.h>
-#include <bpf/bpf.h>
+#include "sv_progcase.h"
 
-#define I(c, d, s, o, i) ((struct bpf_insn){ .code = c, .dst_reg = d, .src_reg = s, .off = o, .imm = i })
-#define MOV(d, s) I(0xbf, d, s, 0, 0)
-#define ADDI(d, i) I(0x07, d, 0, 0, i)
-#define MOVI(d, i) I(0xb7, d, 0, 0, i)
 #define STX64(d, s, o) I(0x7b, d, s, o, 0)
 #define LDX64(d, s, o) I(0x79, d, s, o, 0)
 #define LDX32(d, s, o) I(0x61, d, s, o, 0)
-#define CALL(n) I(0x85, 0, 0, 0, n)
-#define EXIT I(0x95, 0, 0, 0, 0)
 
-static struct bpf_insn prog[64];
-static int n;
 static int map;
 
 /* r6 = ctx, r7 = &value[0] of the 16-byte value at key 0 (or return 2). */
@@ -47,24 +34,6 @@ static void launder(int reg)
 	prog[n++] = LDX64(1, 7, 8);
 }
 
-static void run(const char *name)
-{
-	LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = BPF_XDP);
-	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL", prog, n, &o);
-	if (fd < 0) {
-		printf("%s %s\n", name, errno == EINVAL ? "EINVAL" : errno == EACCES ? "EACCES" : strerror(errno));
-		fflush(stdout);
-		return;
-	}
-	unsigned char pkt[64] = { 0 };
-	unsigned r = 99;
-	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = pkt, .data_size_in = sizeof(pkt));
-	if (bpf_prog_test_run_opts(fd, &t) == 0)
-		r = t.retval;
-	printf("%s ran %u\n", name, r);
-	fflush(stdout);
-	close(fd);
-}
 
 int main(void)
 {

@@ -3,26 +3,13 @@
  * a record must be submitted or discarded before exit (or a tail call), and is not
  * the program's after that. Prints "<case> <errno name>" for a refused load, "<case>
  * ran <r0>" otherwise. */
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-#include <linux/bpf.h>
-#include <bpf/bpf.h>
+#include "sv_progcase.h"
 
-#define I(c, d, s, o, i) ((struct bpf_insn){ .code = c, .dst_reg = d, .src_reg = s, .off = o, .imm = i })
-#define MOV(d, s) I(0xbf, d, s, 0, 0)
-#define ADDI(d, i) I(0x07, d, 0, 0, i)
-#define MOVI(d, i) I(0xb7, d, 0, 0, i)
 #define ST64(d, o, i) I(0x7a, d, 0, o, i)
 #define LDX32(d, s, o) I(0x61, d, s, o, 0)
 #define JNE0(r, o) I(0x55, r, 0, o, 0)
 #define JEQ0(r, o) I(0x15, r, 0, o, 0)
-#define CALL(n) I(0x85, 0, 0, 0, n)
-#define EXIT I(0x95, 0, 0, 0, 0)
 
-static struct bpf_insn prog[64];
-static int n;
 static int rb, arr, pa;
 
 static void ldmap(int reg, int fd)
@@ -62,24 +49,6 @@ static void ret(int v)
 	prog[n++] = EXIT;
 }
 
-static void run(const char *name)
-{
-	LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = BPF_XDP);
-	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL", prog, n, &o);
-	if (fd < 0) {
-		printf("%s %s\n", name, errno == EINVAL ? "EINVAL" : errno == EACCES ? "EACCES" : strerror(errno));
-		fflush(stdout);
-		return;
-	}
-	unsigned char pkt[64] = { 0 };
-	unsigned r = 99;
-	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = pkt, .data_size_in = sizeof(pkt));
-	if (bpf_prog_test_run_opts(fd, &t) == 0)
-		r = t.retval;
-	printf("%s ran %u\n", name, r);
-	fflush(stdout);
-	close(fd);
-}
 
 int main(void)
 {

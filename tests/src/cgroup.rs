@@ -14,20 +14,7 @@ pub struct MemCgroup {
 fn own_memory_cgroup() -> Option<(PathBuf, bool)> {
     let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = |v2: bool| -> Option<String> {
-        mi.lines().find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split_whitespace();
-            let fstype = post.next()?;
-            let opts = post.nth(1)?;
-            let ok = if v2 {
-                fstype == "cgroup2"
-            } else {
-                fstype == "cgroup" && opts.split(',').any(|o| o == "memory")
-            };
-            ok.then(|| pre.split_whitespace().nth(4).map(str::to_string))?
-        })
-    };
+    let mount = |v2: bool| bpftime_vm::maps::reserve::mount_of(&mi, v2);
     // v1 first: on a hybrid host the v2 hierarchy has no memory controller.
     for line in cg.lines() {
         let mut f = line.splitn(3, ':');

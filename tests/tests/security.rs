@@ -489,25 +489,11 @@ fn pointers_laundered_through_maps_are_numbers() {
     if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
         return;
     }
-    let tmp = TempDir::new("sec_launder");
-    let client = gcc(tmp.path(), "sv_launder.c", "launder", false, &["-lbpf"]);
-    let client = client.to_str().unwrap();
-    let native = stdout_ok(
-        &Command::new(client).output().unwrap(),
-        "laundering programs (kernel)",
-    );
+    let (native, ours) = kernel_then_both_back_ends("sv_launder.c", "laundering programs");
     assert!(native.contains("number ran 7"), "{native}");
     assert!(native.contains("map_value EACCES"), "{native}");
-    for jit in ["1", "0"] {
-        std::env::set_var("BPFTIME_JIT", jit);
-        let d = Daemon::start();
-        let out = output_within(
-            d.run_cmd(&[client]),
-            Duration::from_secs(20),
-            &format!("JIT={jit}: laundering programs under bpftime"),
-        );
-        let ours = stdout_ok(&out, "laundering programs (bpftime)");
-        assert_same_lines(&native, &ours, Some(&d));
+    for (out, d) in &ours {
+        assert_same_lines(&native, out, Some(d));
     }
 }
 
@@ -575,24 +561,36 @@ fn nullable_pointers_and_ringbuf_references_as_the_kernel() {
     if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
         return;
     }
-    let tmp = TempDir::new("sec_refs");
-    let client = gcc(tmp.path(), "sv_refs.c", "refs", false, &["-lbpf"]);
+    let (native, ours) = kernel_then_both_back_ends("sv_refs.c", "reference programs");
+    assert!(native.contains("leak EINVAL"), "{native}");
+    assert!(native.contains("write_after_submit EACCES"), "{native}");
+    for (out, d) in &ours {
+        assert_same_lines(&native, out, Some(d));
+    }
+}
+
+/// Builds client `src` (C with libbpf), runs it natively, then under a daemon of each
+/// back end (JIT, interpreter); returns the kernel's stdout and, per back end, bpftime's
+/// (with the daemon, for its log). The daemon reads BPFTIME_JIT; each test is its own
+/// process under nextest, so setting it here touches no other test.
+fn kernel_then_both_back_ends(src: &str, what: &str) -> (String, Vec<(String, Daemon)>) {
+    let tmp = TempDir::new("sec_client");
+    let client = gcc(tmp.path(), src, "client", false, &["-lbpf"]);
     let client = client.to_str().unwrap();
     let native = stdout_ok(
         &Command::new(client).output().unwrap(),
-        "reference programs (kernel)",
+        &format!("{what} (kernel)"),
     );
-    assert!(native.contains("leak EINVAL"), "{native}");
-    assert!(native.contains("write_after_submit EACCES"), "{native}");
+    let mut ours = Vec::new();
     for jit in ["1", "0"] {
         std::env::set_var("BPFTIME_JIT", jit);
         let d = Daemon::start();
         let out = output_within(
             d.run_cmd(&[client]),
             Duration::from_secs(20),
-            &format!("JIT={jit}: reference programs under bpftime"),
+            &format!("JIT={jit}: {what} under bpftime"),
         );
-        let ours = stdout_ok(&out, "reference programs (bpftime)");
-        assert_same_lines(&native, &ours, Some(&d));
+        ours.push((stdout_ok(&out, &format!("{what} (bpftime)")), d));
     }
+    (native, ours)
 }

@@ -438,20 +438,28 @@ impl Program {
         if stats::enabled() {
             return self.run_xdp_counted(session, ctx, cpu, host);
         }
+        self.run_xdp_once(session, ctx, cpu, host)
+    }
+
+    #[inline(always)]
+    fn run_xdp_once(
+        &self,
+        session: &mut Session,
+        ctx: &mut XdpCtx,
+        cpu: u32,
+        host: &dyn HostEnv,
+    ) -> RunResult {
         let r1 = ctx as *mut XdpCtx as u64;
-        let res = session.run(
-            self,
-            RunArgs {
-                xdp: ctx,
-                r1,
-                r2: 0,
-                region: None,
-                skb_data: (0, 0),
-                cpu,
-                host,
-            },
-        );
-        match res {
+        let args = RunArgs {
+            xdp: ctx,
+            r1,
+            r2: 0,
+            region: None,
+            skb_data: (0, 0),
+            cpu,
+            host,
+        };
+        match session.run(self, args) {
             Ok(v) => RunResult {
                 verdict: v as u32,
                 redirect: session.take_redirect(),
@@ -472,30 +480,11 @@ impl Program {
         host: &dyn HostEnv,
     ) -> RunResult {
         let t0 = Instant::now();
-        let r1 = ctx as *mut XdpCtx as u64;
-        let res = session.run(
-            self,
-            RunArgs {
-                xdp: ctx,
-                r1,
-                r2: 0,
-                region: None,
-                skb_data: (0, 0),
-                cpu,
-                host,
-            },
-        );
+        let r = self.run_xdp_once(session, ctx, cpu, host);
         self.run_cnt.fetch_add(1, Ordering::Relaxed);
         self.run_time_ns
             .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        match res {
-            Ok(v) => RunResult {
-                verdict: v as u32,
-                redirect: session.take_redirect(),
-                fault: None,
-            },
-            Err(f) => self.aborted(f, session.take_redirect()),
-        }
+        r
     }
 
     /// A run that faulted: counted, logged, XDP_ABORTED.

@@ -94,8 +94,9 @@ fn cgroup_levels() -> Vec<(u64, u64)> {
     out
 }
 
-/// Where the memory controller (v1) or the unified hierarchy (v2) is mounted.
-fn mount_of(mountinfo: &str, v2: bool) -> Option<String> {
+/// Where the memory controller (v1) or the unified hierarchy (v2) is mounted, from
+/// the text of `/proc/self/mountinfo`.
+pub fn mount_of(mountinfo: &str, v2: bool) -> Option<String> {
     mountinfo.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
         let mut post = post.split_whitespace();
