@@ -157,6 +157,23 @@ impl<'a> Call<'a> {
         Ok((st.st_dev, st.st_ino))
     }
 
+    /// The kernel's answer for an fd that should be an object of a kind bpftime never
+    /// has here (a token, an iterator link) or that is not what was asked for: EBADF
+    /// when it is not open, else `otherwise`.
+    pub fn closed_or(&self, fd: RawFd, otherwise: i32) -> i32 {
+        match self.fd_key(fd) {
+            Err(e) => e,
+            Ok(_) => otherwise,
+        }
+    }
+
+    /// The filesystem type (`statfs` f_type) of what the target's fd `fd` is open on.
+    pub fn fd_fs_type(&self, fd: RawFd) -> Option<i64> {
+        nix::sys::statfs::statfs(&self.proc_path(&format!("fd/{fd}")))
+            .ok()
+            .map(|s| s.filesystem_type().0)
+    }
+
     /// The object behind the target's fd `fd`: EBADF if the fd is not open,
     /// `wrong` if it is open but no object of `kind`.
     pub fn object(&self, fd: RawFd, kind: Kind, wrong: i32) -> Result<Arc<Object>, i32> {

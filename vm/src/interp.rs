@@ -286,14 +286,16 @@ pub(crate) struct Pending<'a> {
     slot: std::mem::MaybeUninit<RunCtx<'a>>,
     made: bool,
     prog: &'a Program,
+    // What the `RunCtx` takes (kept apart, not as a `RunArgs`: moving that struct in
+    // and out costs more than the fast path's whole setup).
     xdp: Option<&'a mut XdpCtx>,
-    xdp_ptr: *mut XdpCtx,
-    cpu: u32,
     host: &'a dyn HostEnv,
+    skb_data: (u64, u64),
     scratch: Option<&'a mut Scratch>,
     guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
+    xdp_ptr: *mut XdpCtx,
     stack_base: u64,
-    skb_data: (u64, u64),
+    cpu: u32,
 }
 
 impl<'a> Pending<'a> {
@@ -325,29 +327,19 @@ impl<'a> Pending<'a> {
             // SAFETY: both words were written when the Pending was made, and compiled
             // code has only counted them down since.
             let (budget, may_goto) = unsafe { (b.read(), m.read()) };
-            let scratch = self.scratch.take().expect("scratch of an unbuilt run");
-            self.slot.write(RunCtx {
-                first: self.prog,
-                cur: None,
+            let args = RunArgs {
                 xdp: self.xdp.take().expect("context of an unbuilt run"),
+                r1: 0,
+                r2: 0,
+                region: None,
+                skb_data: self.skb_data,
                 cpu: self.cpu,
                 host: self.host,
-                guard: self.guard,
-                redirect: RedirectInfo::default(),
-                frames_used: 0,
-                base_regions: scratch.regions.len(),
-                scratch,
-                stack_base: self.stack_base,
-                skb_data: self.skb_data,
-                depth: 0,
-                tail_cnt: 0,
-                pending_tail: None,
-                budget,
-                may_goto,
-                last_region: Region::new(0, 0, false),
-                held_lock: 0,
-                regions_removed: false,
-            });
+            };
+            let scratch = self.scratch.take().expect("scratch of an unbuilt run");
+            self.slot.write(RunCtx::new(
+                self.prog, args, scratch, self.guard, budget, may_goto,
+            ));
             self.made = true;
         }
         // SAFETY: written above or on an earlier call.
@@ -364,20 +356,19 @@ fn run_compiled<'a>(
     guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
-    let stack_base = scratch.stack.as_mut_ptr() as u64;
-    let xdp_ptr = &mut *a.xdp as *mut XdpCtx;
+    let (r1, r2) = (a.r1, a.r2);
     let mut pending = Pending {
         slot: std::mem::MaybeUninit::uninit(),
         made: false,
         prog,
+        xdp_ptr: &mut *a.xdp as *mut XdpCtx,
         xdp: Some(a.xdp),
-        xdp_ptr,
-        cpu: a.cpu,
         host: a.host,
+        skb_data: a.skb_data,
+        stack_base: scratch.stack.as_mut_ptr() as u64,
+        cpu: a.cpu,
         scratch: Some(scratch),
         guard,
-        stack_base,
-        skb_data: a.skb_data,
     };
     let (b, m) = pending.budget_words();
     // SAFETY: the two words of our own slot, written before any read.
@@ -385,7 +376,7 @@ fn run_compiled<'a>(
         b.write(BUDGET);
         m.write(MAY_GOTO_BUDGET);
     }
-    let r = crate::jit::exec_pending(code, &mut pending, [a.r1, a.r2, 0, 0, 0]);
+    let r = crate::jit::exec_pending(code, &mut pending, [r1, r2, 0, 0, 0]);
     if !pending.made {
         // Nothing but the packet and the stack: no helper, tail call or lock ran, so
         // there is nothing to give back.
@@ -397,7 +388,7 @@ fn run_compiled<'a>(
     }
     // SAFETY: built by `materialize`; read out once, the slot is not used again.
     let rc = unsafe { pending.slot.assume_init_read() };
-    drive(rc, r, a.r1, out)
+    drive(rc, r, r1, out)
 }
 
 fn run_general<'a>(
@@ -407,39 +398,13 @@ fn run_general<'a>(
     guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
-    let stack_base = scratch.stack.as_mut_ptr() as u64;
-    if let Some(r) = a.region {
-        scratch.regions.push(r);
-    }
-    let base_regions = scratch.regions.len();
-    let mut rc = RunCtx {
-        first: prog,
-        cur: None,
-        xdp: a.xdp,
-        cpu: a.cpu,
-        host: a.host,
-        guard,
-        redirect: RedirectInfo::default(),
-        frames_used: 0,
-        scratch,
-        stack_base,
-        skb_data: a.skb_data,
-        depth: 0,
-        tail_cnt: 0,
-        pending_tail: None,
-        budget: BUDGET,
-        may_goto: MAY_GOTO_BUDGET,
-        last_region: Region::new(0, 0, false),
-        held_lock: 0,
-        base_regions,
-        regions_removed: false,
-    };
     let args = [a.r1, a.r2, 0, 0, 0];
+    let mut rc = RunCtx::new(prog, a, scratch, guard, BUDGET, MAY_GOTO_BUDGET);
     let r = match prog.jit.as_ref() {
         Some(code) => crate::jit::exec(code, &mut rc, args),
         None => exec(prog, &mut rc, 0, args, true),
     };
-    drive(rc, r, a.r1, out)
+    drive(rc, r, args[0], out)
 }
 
 /// The rest of a run whose first program ended with `r`: tail calls, then the end
@@ -479,7 +444,6 @@ fn drive(
         scratch,
         redirect,
         held_lock,
-        cur,
         ..
     } = rc;
     if held_lock != 0 {
@@ -487,10 +451,49 @@ fn drive(
         // one held): give it back, or every later run and BPF_F_LOCK update would spin.
         crate::maps::spin_unlock_addr(held_lock);
     }
-    drop(cur);
     scratch.reset();
     *out = Some(redirect);
     res
+}
+
+impl<'a> RunCtx<'a> {
+    /// The state of a run of `prog` before it starts: `a.region`, if any, is a region
+    /// of every program of the run.
+    fn new(
+        prog: &'a Program,
+        a: RunArgs<'a>,
+        scratch: &'a mut Scratch,
+        guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
+        budget: u64,
+        may_goto: u64,
+    ) -> Self {
+        let stack_base = scratch.stack.as_mut_ptr() as u64;
+        if let Some(r) = a.region {
+            scratch.regions.push(r);
+        }
+        RunCtx {
+            first: prog,
+            cur: None,
+            xdp: a.xdp,
+            cpu: a.cpu,
+            host: a.host,
+            guard,
+            redirect: RedirectInfo::default(),
+            frames_used: 0,
+            base_regions: scratch.regions.len(),
+            scratch,
+            stack_base,
+            skb_data: a.skb_data,
+            depth: 0,
+            tail_cnt: 0,
+            pending_tail: None,
+            budget,
+            may_goto,
+            last_region: Region::new(0, 0, false),
+            held_lock: 0,
+            regions_removed: false,
+        }
+    }
 }
 
 impl RunCtx<'_> {

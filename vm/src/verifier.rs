@@ -199,10 +199,7 @@ impl State {
             }
         }
         for &r in &o.refs {
-            if let Err(at) = self.refs.binary_search(&r) {
-                self.refs.insert(at, r);
-                changed = true;
-            }
+            changed |= self.hold(r);
         }
         for (a, b) in self.regs.iter_mut().zip(o.regs.iter()) {
             let j = a.join(*b);
@@ -279,12 +276,30 @@ impl State {
             }
         }
     }
-    /// The record `id` was submitted or discarded: its copies are numbers now.
-    fn release(&mut self, id: u32) {
+    /// Record `id` is held (on some path); whether it was not already.
+    fn hold(&mut self, id: u32) -> bool {
+        match self.refs.binary_search(&id) {
+            Ok(_) => false,
+            Err(at) => {
+                self.refs.insert(at, id);
+                true
+            }
+        }
+    }
+    /// Record `id` is no longer this frame's to give back.
+    fn unhold(&mut self, id: u32) {
         if let Ok(at) = self.refs.binary_search(&id) {
             self.refs.remove(at);
         }
+    }
+    /// The record `id` was submitted or discarded: its copies are numbers now.
+    fn release(&mut self, id: u32) {
+        self.unhold(id);
         self.retype(id, |_| Reg::kind(K_SCALAR));
+    }
+    /// Something may have written the stack: no byte is known to be 0 any more.
+    fn forget_zeros(&mut self) {
+        self.zero = [0; MAX_BPF_STACK / 64];
     }
     /// Stack bytes `[lo, lo+len)` (frame offsets) hold 0 now, or something else.
     fn set_zero(&mut self, lo: i64, len: i64, zero: bool) {
@@ -1348,7 +1363,7 @@ fn analyse(
                             }
                             None => {
                                 s.kill_all_slots();
-                                s.zero = [0; MAX_BPF_STACK / 64];
+                                s.forget_zeros();
                             }
                         }
                     }
@@ -1416,14 +1431,12 @@ fn analyse(
                             // The callee may give back a record it is passed (its
                             // own references are not followed back to the caller).
                             let id = s.regs[r].id;
-                            if let Ok(at) = s.refs.binary_search(&id) {
-                                s.refs.remove(at);
-                            }
+                            s.unhold(id);
                         }
                         e.regs[10] = Reg::stack(0);
                         push(&mut states, &mut work, &mut queued, target, &e);
                         if (1..=5).any(|r| s.regs[r].k & K_STACK != 0) {
-                            s.zero = [0; MAX_BPF_STACK / 64];
+                            s.forget_zeros();
                         }
                         if let Some(ret) = sub_ret[sp] {
                             s.regs[0] = ret.cross_frame();
@@ -1467,7 +1480,7 @@ fn analyse(
                             id::MAP_LOOKUP_ELEM | id::MAP_UPDATE_ELEM | id::MAP_DELETE_ELEM
                         ) && (1..=5).any(|r| s.regs[r].k & K_STACK != 0)
                         {
-                            s.zero = [0; MAX_BPF_STACK / 64];
+                            s.forget_zeros();
                         }
                         s.regs[0] = match helper {
                             // An array's element 0 always exists (the kernel's
@@ -1478,9 +1491,7 @@ fn analyse(
                                 // another value now: they keep their kinds only.
                                 s.retype(made, |v| Reg { id: 0, ..v });
                                 if helper == id::RINGBUF_RESERVE {
-                                    if let Err(at) = s.refs.binary_search(&made) {
-                                        s.refs.insert(at, made);
-                                    }
+                                    s.hold(made);
                                 }
                                 Reg {
                                     id: made,

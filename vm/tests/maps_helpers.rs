@@ -32,6 +32,17 @@ fn array(value_size: u32, max_entries: u32) -> Arc<dyn Map> {
     .expect("array")
 }
 
+fn prog_array(max_entries: u32) -> Arc<dyn Map> {
+    maps::create(&MapAttr {
+        map_type: map_type::PROG_ARRAY,
+        key_size: 4,
+        value_size: 4,
+        max_entries,
+        ..Default::default()
+    })
+    .expect("prog array")
+}
+
 fn spec(insns: &[Insn]) -> ProgLoadSpec {
     ProgLoadSpec {
         prog_type: prog_type::XDP,
@@ -187,14 +198,7 @@ fn bpf_loop_callback() {
 
 #[test]
 fn tail_calls() {
-    let pa = maps::create(&MapAttr {
-        map_type: map_type::PROG_ARRAY,
-        key_size: 4,
-        value_size: 4,
-        max_entries: 4,
-        ..Default::default()
-    })
-    .expect("prog array");
+    let pa = prog_array(4);
     let fds = Fds(vec![pa.clone()]);
     // Slot 1: returns 3 (XDP_TX). Entry: tail-calls slot 1, or returns 1 if that fails.
     let target =
@@ -371,14 +375,7 @@ impl bpftime_vm::run::HostEnv for DropOnTrace {
 fn tail_call_targets_cannot_reach_their_callers_memory() {
     for jit in [true, false] {
         bpftime_vm::jit::scoped(jit, || {
-            let pa = maps::create(&MapAttr {
-                map_type: map_type::PROG_ARRAY,
-                key_size: 4,
-                value_size: 4,
-                max_entries: 4,
-                ..Default::default()
-            })
-            .expect("prog array");
+            let pa = prog_array(4);
             // A hash map without preallocation: its values are regions a lookup adds
             // to the run (array and preallocated values are the program's own areas).
             let secret = maps::create(&MapAttr {

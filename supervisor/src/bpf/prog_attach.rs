@@ -7,31 +7,10 @@
 //! attr: target_fd/target_ifindex 0, attach_bpf_fd 4, attach_type 8, attach_flags 12,
 //! replace_bpf_fd 16, relative_fd/relative_id 20, expected_revision 24.
 
+use super::prog_load::prog_type as ptype;
 use super::Attr;
 use crate::call::{Call, Reply};
 use crate::registry::Kind;
-
-/// `enum bpf_prog_type` values this module names.
-mod ptype {
-    pub const UNSPEC: u32 = 0;
-    pub const SCHED_CLS: u32 = 3;
-    pub const XDP: u32 = 6;
-    pub const CGROUP_SKB: u32 = 8;
-    pub const CGROUP_SOCK: u32 = 9;
-    pub const SOCK_OPS: u32 = 13;
-    pub const SK_SKB: u32 = 14;
-    pub const CGROUP_DEVICE: u32 = 15;
-    pub const SK_MSG: u32 = 16;
-    pub const CGROUP_SOCK_ADDR: u32 = 18;
-    pub const LIRC_MODE2: u32 = 20;
-    pub const FLOW_DISSECTOR: u32 = 22;
-    pub const CGROUP_SYSCTL: u32 = 23;
-    pub const CGROUP_SOCKOPT: u32 = 25;
-    pub const TRACING: u32 = 26;
-    pub const LSM: u32 = 29;
-    pub const SK_LOOKUP: u32 = 30;
-    pub const NETFILTER: u32 = 32;
-}
 
 /// The kernel's `attach_type_to_prog_type`.
 pub fn attach_type_to_prog_type(at: u32) -> u32 {
@@ -91,16 +70,8 @@ fn cgroup_fd(call: &Call<'_>, fd: i32) -> Result<(), i32> {
     const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
     call.fd_key(fd)?;
-    let path = call.proc_path(&format!("fd/{fd}"));
-    match nix::sys::statfs::statfs(&path) {
-        Ok(s)
-            if matches!(
-                s.filesystem_type().0,
-                CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC
-            ) =>
-        {
-            Ok(())
-        }
+    match call.fd_fs_type(fd) {
+        Some(CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC) => Ok(()),
         _ => Err(libc::EBADF),
     }
 }
@@ -179,8 +150,5 @@ pub fn iter_create(call: &Call<'_>, a: &Attr) -> Reply {
     if a.u32(4) != 0 {
         return Reply::Errno(libc::EINVAL);
     }
-    Reply::Errno(match call.fd_key(a.i32(0)) {
-        Err(e) => e,
-        Ok(_) => libc::EINVAL,
-    })
+    Reply::Errno(call.closed_or(a.i32(0), libc::EINVAL))
 }

@@ -10,11 +10,31 @@ use crate::call::{cap, Call, Reply};
 use crate::registry::{Body, Kind, Object, ProgObj};
 use crate::sys::memfd;
 
-/// Program types (`enum bpf_prog_type`) named here.
+/// Program types (`enum bpf_prog_type`) the supervisor names.
 pub mod prog_type {
+    pub const UNSPEC: u32 = 0;
     pub const SOCKET_FILTER: u32 = 1;
+    pub const SCHED_CLS: u32 = 3;
     pub const XDP: u32 = 6;
     pub const CGROUP_SKB: u32 = 8;
+    pub const CGROUP_SOCK: u32 = 9;
+    pub const SOCK_OPS: u32 = 13;
+    pub const SK_SKB: u32 = 14;
+    pub const CGROUP_DEVICE: u32 = 15;
+    pub const SK_MSG: u32 = 16;
+    pub const CGROUP_SOCK_ADDR: u32 = 18;
+    pub const LIRC_MODE2: u32 = 20;
+    pub const SK_REUSEPORT: u32 = 21;
+    pub const FLOW_DISSECTOR: u32 = 22;
+    pub const CGROUP_SYSCTL: u32 = 23;
+    pub const CGROUP_SOCKOPT: u32 = 25;
+    pub const TRACING: u32 = 26;
+    pub const STRUCT_OPS: u32 = 27;
+    pub const EXT: u32 = 28;
+    pub const LSM: u32 = 29;
+    pub const SK_LOOKUP: u32 = 30;
+    pub const SYSCALL: u32 = 31;
+    pub const NETFILTER: u32 = 32;
 }
 
 /// `BPF_F_XDP_HAS_FRAGS` in `prog_flags` (`xdp.frags` sections).
@@ -87,16 +107,16 @@ impl Resolver<'_, '_> {
 /// attach_prog_fd (a program, else a kernel BTF object) or attach_btf_id (vmlinux),
 /// and `bpf_prog_load_check_attach` (after `bpf_prog_load_fixup_attach_type`).
 fn attach_target(call: &Call<'_>, a: &Attr, prog_type: u32) -> Result<(), i32> {
-    const TRACING: u32 = 26;
-    const STRUCT_OPS: u32 = 27;
-    const EXT: u32 = 28;
-    const LSM: u32 = 29;
+    use prog_type::*;
     const BTF_MAX_TYPE: u32 = 0xfffff;
+    const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
+    const BPF_SK_REUSEPORT_SELECT: u32 = 39;
+    const BPF_SK_REUSEPORT_SELECT_OR_MIGRATE: u32 = 40;
     let (btf_id, target_fd) = (a.u32(108), a.i32(112));
     let mut expected = a.u32(68);
     match prog_type {
-        9 if expected == 0 => expected = 2, // CGROUP_SOCK: INET_SOCK_CREATE
-        21 if expected == 0 => expected = 39, // SK_REUSEPORT: SELECT
+        CGROUP_SOCK if expected == 0 => expected = BPF_CGROUP_INET_SOCK_CREATE,
+        SK_REUSEPORT if expected == 0 => expected = BPF_SK_REUSEPORT_SELECT,
         _ => {}
     }
     let mut dst_prog = false;
@@ -122,15 +142,17 @@ fn attach_target(call: &Call<'_>, a: &Attr, prog_type: u32) -> Result<(), i32> {
     if dst_prog && !matches!(prog_type, TRACING | EXT) {
         return Err(libc::EINVAL);
     }
+    // The types whose expected attach type must be one of their own (the attach types
+    // `attach_type_to_prog_type` maps to them).
     let ok = match prog_type {
-        9 => matches!(expected, 2 | 12 | 13 | 34),
-        18 => matches!(expected, 8..=11 | 14 | 15 | 19 | 20 | 29..=32 | 49..=53),
-        8 => matches!(expected, 0 | 1),
-        25 => matches!(expected, 21 | 22),
-        30 => expected == 36,
-        21 => matches!(expected, 39 | 40),
-        32 => expected == 45,
-        31 | EXT => expected == 0,
+        CGROUP_SOCK | CGROUP_SOCK_ADDR | CGROUP_SKB | CGROUP_SOCKOPT | SK_LOOKUP | NETFILTER => {
+            super::prog_attach::attach_type_to_prog_type(expected) == prog_type
+        }
+        SK_REUSEPORT => matches!(
+            expected,
+            BPF_SK_REUSEPORT_SELECT | BPF_SK_REUSEPORT_SELECT_OR_MIGRATE
+        ),
+        SYSCALL | EXT => expected == 0,
         _ => true,
     };
     if ok {
@@ -393,10 +415,7 @@ impl bpftime_vm::program::MapResolver for Resolver<'_, '_> {
         } else {
             fd_or_idx
         };
-        match self.call.fd_key(fd) {
-            Err(e) => e,
-            Ok(_) => libc::EINVAL,
-        }
+        self.call.closed_or(fd, libc::EINVAL)
     }
 }
 

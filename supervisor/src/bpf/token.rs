@@ -14,10 +14,7 @@ const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 /// `bpf_token_get_from_fd` for a token fd given with `BPF_F_TOKEN_FD`: a closed fd is
 /// EBADF; any open one is not a token (EINVAL).
 pub fn refuse(call: &Call<'_>, fd: i32) -> i32 {
-    match call.fd_key(fd) {
-        Err(e) => e,
-        Ok(_) => libc::EINVAL,
-    }
+    call.closed_or(fd, libc::EINVAL)
 }
 
 /// BPF_TOKEN_CREATE: attr flags 0, bpffs_fd 4.
@@ -29,11 +26,8 @@ pub fn token_create(call: &Call<'_>, a: &Attr) -> Reply {
     if let Err(e) = call.fd_key(fd) {
         return Reply::Errno(e);
     }
-    let path = call.proc_path(&format!("fd/{fd}"));
-    let bpffs_root = nix::sys::statfs::statfs(&path).is_ok_and(|s| {
-        let t = s.filesystem_type().0;
-        t == BPF_FS_MAGIC || t == FUSE_SUPER_MAGIC
-    }) && is_mount_root(&path);
+    let bpffs_root = matches!(call.fd_fs_type(fd), Some(BPF_FS_MAGIC | FUSE_SUPER_MAGIC))
+        && is_mount_root(&call.proc_path(&format!("fd/{fd}")));
     if !bpffs_root {
         return Reply::Errno(libc::EINVAL);
     }

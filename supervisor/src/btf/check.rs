@@ -154,6 +154,14 @@ impl Checker<'_> {
     fn at(&self, id: u32, i: usize) -> u32 {
         u32_at(self.d, self.data_at[id as usize - 1] + i)
     }
+    /// The `i`th 12-byte record after type `id` (a member, a DATASEC entry).
+    fn rec12(&self, id: u32, i: usize) -> (u32, u32, u32) {
+        (
+            self.at(id, 12 * i),
+            self.at(id, 12 * i + 4),
+            self.at(id, 12 * i + 8),
+        )
+    }
 
     /// The kind's details as `btf_verifier_log_type` prints them.
     fn details(&self, id: u32, t: &Type, meta_ok: bool) -> String {
@@ -380,11 +388,7 @@ impl Checker<'_> {
                 self.log_type(id, t, true, None);
                 let mut last = 0u32;
                 for i in 0..t.vlen as usize {
-                    let m = (
-                        self.at(id, 12 * i),
-                        self.at(id, 12 * i + 4),
-                        self.at(id, 12 * i + 8),
-                    );
+                    let m = self.rec12(id, i);
                     let (no, ty, raw) = m;
                     if no > BTF_MAX_NAME_OFFSET || no as usize >= self.str_len {
                         self.log
@@ -518,11 +522,7 @@ impl Checker<'_> {
                 self.log_type(id, t, true, None);
                 let (mut end, mut sum) = (0u64, 0u64);
                 for i in 0..t.vlen as usize {
-                    let v = (
-                        self.at(id, 12 * i),
-                        self.at(id, 12 * i + 4),
-                        self.at(id, 12 * i + 8),
-                    );
+                    let v = self.rec12(id, i);
                     let (ty, off, size) = (v.0 as u64, v.1 as u64, v.2 as u64);
                     let tsize = t.size_type as u64;
                     let msg = if ty == 0 || ty > BTF_MAX_TYPE as u64 {
@@ -734,11 +734,7 @@ impl Checker<'_> {
             }
             kind::STRUCT | kind::UNION => {
                 for i in 0..t.vlen as usize {
-                    let m = (
-                        self.at(id, 12 * i),
-                        self.at(id, 12 * i + 4),
-                        self.at(id, 12 * i + 8),
-                    );
+                    let m = self.rec12(id, i);
                     let ty = m.1;
                     if self.bad_target(ty) || nosize(self, self.skip_mods(ty)) {
                         return Err(self.struct_member_err(id, t, m, "Invalid member"));
@@ -770,11 +766,7 @@ impl Checker<'_> {
             }
             kind::DATASEC => {
                 for i in 0..t.vlen as usize {
-                    let v = (
-                        self.at(id, 12 * i),
-                        self.at(id, 12 * i + 4),
-                        self.at(id, 12 * i + 8),
-                    );
+                    let v = self.rec12(id, i);
                     let var = v.0;
                     if self.ty(var).is_none_or(|x| x.kind != kind::VAR) {
                         return Err(self.member_err(id, t, v, "Not a VAR kind member"));

@@ -36,8 +36,9 @@ pub fn headroom() -> u64 {
 /// Run `populate` (which allocates `len` bytes) only if they fit, one at a time.
 pub(crate) fn reserved<T>(len: usize, populate: impl FnOnce() -> Option<T>) -> Option<T> {
     let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if (len as u64).saturating_add(MARGIN) > headroom() {
-        tracing::info!(len, headroom = headroom(), "map memory refused: ENOMEM");
+    let room = headroom();
+    if (len as u64).saturating_add(MARGIN) > room {
+        tracing::info!(len, headroom = room, "map memory refused: ENOMEM");
         return None;
     }
     populate()

@@ -123,6 +123,42 @@ pub fn total_ram() -> u64 {
     (si.totalram as u64).saturating_mul(si.mem_unit.max(1) as u64)
 }
 
+/// `len` bytes mapped read-write (`flags`, `fd` as mmap takes them); a block of
+/// [`MIN_RESERVED`](super::reserve::MIN_RESERVED) or more is reserved first and its pages
+/// populated now, so that later use cannot fail or get the daemon OOM-killed.
+fn map_reserved(len: usize, flags: i32, fd: i32) -> Result<NonNull<u8>, MapError> {
+    let reserve = len >= super::reserve::MIN_RESERVED;
+    let map = || {
+        // SAFETY: a fresh mapping of `len` bytes (of our own fd, if any, truncated to at
+        // least `len`); the kernel picks the address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        if reserve && !populate(p, len) {
+            // SAFETY: unmapping the mapping made just above.
+            unsafe { libc::munmap(p, len) };
+            return None;
+        }
+        NonNull::new(p.cast::<u8>())
+    };
+    if reserve {
+        super::reserve::reserved(len, map)
+    } else {
+        map()
+    }
+    .ok_or(MapError::NoMem)
+}
+
 /// Fault in every page of `[p, p+len)` now (its memory is then the map's until it is
 /// freed); false when the kernel cannot supply them. Kernels before 5.14 lack
 /// `MADV_POPULATE_WRITE`: the pages then come on first use, as before.
@@ -156,33 +192,12 @@ impl Shmem {
         let len = len
             .checked_next_multiple_of(page_size())
             .ok_or(MapError::NoMem)?;
-        super::reserve::reserved(len, || {
-            // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return None;
-            }
-            if !populate(p, len) {
-                // SAFETY: unmapping the mapping made just above.
-                unsafe { libc::munmap(p, len) };
-                return None;
-            }
-            Some(Self {
-                ptr: NonNull::new(p.cast::<u8>())?,
-                len,
-                backing: Backing::Anon(len),
-            })
+        let p = map_reserved(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)?;
+        Ok(Self {
+            ptr: p,
+            len,
+            backing: Backing::Anon(len),
         })
-        .ok_or(MapError::NoMem)
     }
 
     /// `len` (rounded up to pages) zeroed bytes in a memfd named `name`, mapped shared.
@@ -207,35 +222,7 @@ impl Shmem {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(MapError::NoMem);
         }
-        let map = || {
-            // SAFETY: mapping our own fd, length as truncated; the kernel picks the address.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd.as_raw_fd(),
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return None;
-            }
-            if len >= super::reserve::MIN_RESERVED && !populate(p, len) {
-                // SAFETY: unmapping the mapping made just above.
-                unsafe { libc::munmap(p, len) };
-                return None;
-            }
-            Some(p)
-        };
-        let p = if len >= super::reserve::MIN_RESERVED {
-            super::reserve::reserved(len, map)
-        } else {
-            map()
-        }
-        .ok_or(MapError::NoMem)?;
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or(MapError::NoMem)?;
+        let ptr = map_reserved(len, libc::MAP_SHARED, fd.as_raw_fd())?;
         Ok(Self {
             ptr,
             len,
