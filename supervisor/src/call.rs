@@ -13,6 +13,7 @@ use crate::daemon::Daemon;
 use crate::registry::{Key, Kind, Object};
 use crate::sys::seccomp::{Listener, Notif};
 use crate::sys::target_mem;
+use crate::tasks::FdInfo;
 
 /// Capabilities (bit numbers of CapEff).
 pub mod cap {
@@ -89,7 +90,12 @@ pub struct Call<'a> {
     pub listener: Listener<'a>,
     /// Where `--trace-syscalls` lines go (the connection of that bpftime-run).
     pub trace_sink: Option<&'a crate::proto::TraceSink>,
+    /// What the serving thread remembers about its tasks between calls.
+    tasks: &'a std::cell::RefCell<crate::tasks::TaskCache>,
     creds: std::cell::OnceCell<Result<Creds, i32>>,
+    /// The last fd resolved in this call (a handler asks for the same fd twice: its
+    /// object, then its access mode).
+    last_fd: std::cell::Cell<Option<(RawFd, FdInfo)>>,
 }
 
 impl<'a> Call<'a> {
@@ -98,13 +104,16 @@ impl<'a> Call<'a> {
         daemon: &'a Daemon,
         listener: Listener<'a>,
         trace_sink: Option<&'a crate::proto::TraceSink>,
+        tasks: &'a std::cell::RefCell<crate::tasks::TaskCache>,
     ) -> Self {
         Call {
             notif,
             daemon,
             listener,
             trace_sink,
+            tasks,
             creds: Default::default(),
+            last_fd: Default::default(),
         }
     }
 
@@ -120,6 +129,10 @@ impl<'a> Call<'a> {
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
         target_mem::read(self.tid(), addr, len)
     }
+    /// Reads two regions of the target in one go (EFAULT if either is bad).
+    pub fn read2(&self, a: (u64, usize), b: (u64, usize)) -> Result<(Vec<u8>, Vec<u8>), i32> {
+        target_mem::read2(self.tid(), a, b)
+    }
     /// Writes `data` into the target at `addr` (EFAULT on a bad pointer).
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
         target_mem::write(self.tid(), addr, data)
@@ -134,9 +147,16 @@ impl<'a> Call<'a> {
         self.listener.id_valid(self.notif.id)
     }
 
-    /// The caller's credentials (read once per notification).
+    /// The caller's credentials (read once per notification, checked to be the
+    /// caller's: the thread id may have been reused by then).
     pub fn creds(&self) -> Result<Creds, i32> {
-        *self.creds.get_or_init(|| read_creds(self.tid()))
+        *self.creds.get_or_init(|| {
+            let c = self.tasks.borrow_mut().creds(self.tid())?;
+            if !self.valid() {
+                return Err(libc::ESRCH);
+            }
+            Ok(c)
+        })
     }
 
     /// `/proc/TID` of the caller.
@@ -146,15 +166,25 @@ impl<'a> Call<'a> {
 
     /// `(st_dev, st_ino)` of the target's fd `fd` (EBADF when not open).
     pub fn fd_key(&self, fd: RawFd) -> Result<Key, i32> {
-        if fd < 0 {
-            return Err(libc::EBADF);
+        self.fd_info(fd).map(|i| i.key)
+    }
+
+    /// The open file behind the target's fd `fd`: its key, and for the daemon's objects
+    /// its access mode (EBADF when not open).
+    pub fn fd_info(&self, fd: RawFd) -> Result<FdInfo, i32> {
+        if let Some((f, info)) = self.last_fd.get() {
+            if f == fd {
+                return Ok(info);
+            }
         }
-        let st =
-            nix::sys::stat::stat(&self.proc_path(&format!("fd/{fd}"))).map_err(|_| libc::EBADF)?;
+        let info = self.tasks.borrow_mut().fd(self.tid(), fd, |k| {
+            self.daemon.registry.lock().unwrap().by_key(k).is_some()
+        })?;
         if !self.valid() {
             return Err(libc::ESRCH);
         }
-        Ok((st.st_dev, st.st_ino))
+        self.last_fd.set(Some((fd, info)));
+        Ok(info)
     }
 
     /// The kernel's answer for an fd that should be an object of a kind bpftime never

@@ -22,6 +22,7 @@ pub mod proto;
 pub mod registry;
 pub mod run;
 pub mod sys;
+pub mod tasks;
 
 /// Sets up tracing from RUST_LOG (or `default` when unset), to stderr.
 pub fn init_tracing(default: &str) {

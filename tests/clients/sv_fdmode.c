@@ -4,6 +4,7 @@
  * bpffs) and under bpftime-run: the outputs must be equal.
  * usage: sv_fdmode DIR   (a bpffs directory for the pins) */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,54 @@ static long load_prog(void)
 	return sys(BPF_PROG_LOAD, &a);
 }
 
+/* One fd number over time, from two threads: each answer follows what the number
+ * holds at that call (the daemon remembers fds between calls; this must not show). */
+static int reuse_fd;
+static void *reuse_thread(void *arg)
+{
+	unsigned v = 9;
+	*(long *)arg = elem(BPF_MAP_UPDATE_ELEM, reuse_fd, 4, &v, 0);
+	return NULL;
+}
+
+static void reuse(void)
+{
+	unsigned v = 7, got = 0;
+	pthread_t t;
+	long tr;
+	int a = map_create(BPF_MAP_TYPE_HASH, 8, 0);
+	report("reuse_a", "update", elem(BPF_MAP_UPDATE_ELEM, a, 1, &v, 0));
+	reuse_fd = a;
+	pthread_create(&t, NULL, reuse_thread, &tr);
+	pthread_join(t, NULL);
+	report("reuse_a", "thread_update", tr);
+	close(a);
+	report("reuse_closed", "update", elem(BPF_MAP_UPDATE_ELEM, a, 1, &v, 0));
+	int n = open("/dev/null", O_RDONLY);
+	printf("reuse null same number: %d\n", n == a);
+	report("reuse_null", "update", elem(BPF_MAP_UPDATE_ELEM, n, 1, &v, 0));
+	pthread_create(&t, NULL, reuse_thread, &tr);
+	pthread_join(t, NULL);
+	report("reuse_null", "thread_update", tr);
+	close(n);
+	int r = map_create(BPF_MAP_TYPE_HASH, 8, BPF_F_RDONLY);
+	printf("reuse rdonly same number: %d\n", r == a);
+	report("reuse_rdonly", "update", elem(BPF_MAP_UPDATE_ELEM, r, 1, &v, 0));
+	report("reuse_rdonly", "lookup", elem(BPF_MAP_LOOKUP_ELEM, r, 1, &got, 0));
+	int w = map_create(BPF_MAP_TYPE_HASH, 8, 0);
+	dup2(w, r);
+	report("reuse_dup2", "update", elem(BPF_MAP_UPDATE_ELEM, r, 2, &v, 0));
+	report("reuse_dup2", "lookup_other_fd", elem(BPF_MAP_LOOKUP_ELEM, w, 2, &got, 0));
+	printf("reuse_dup2 value: %u\n", got);
+	pthread_create(&t, NULL, reuse_thread, &tr);
+	pthread_join(t, NULL);
+	report("reuse_dup2", "thread_update", tr);
+	report("reuse_dup2", "thread_lookup", elem(BPF_MAP_LOOKUP_ELEM, w, 4, &got, 0));
+	printf("reuse_dup2 thread value: %u\n", got);
+	close(r);
+	close(w);
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : "/sys/fs/bpf";
@@ -258,6 +307,7 @@ int main(int argc, char **argv)
 	report("prog_get_wronly", "open", g);
 	if (g >= 0)
 		report("prog_get_wronly", "mode", fcntl(g, F_GETFL) & O_ACCMODE);
+	reuse();
 	unlink(mpath);
 	unlink(ppath);
 	unlink(apath);

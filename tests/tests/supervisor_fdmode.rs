@@ -17,7 +17,7 @@ fn fd_access_modes_match_the_kernel() {
         return;
     }
     let tmp = TempDir::new("fdmode");
-    let client = gcc(tmp.path(), "sv_fdmode.c", "sv_fdmode", false, &[]);
+    let client = gcc(tmp.path(), "sv_fdmode.c", "sv_fdmode", false, &["-pthread"]);
     let c = client.to_str().unwrap();
     let native = stdout_ok(
         &Command::new("unshare")
@@ -39,6 +39,12 @@ fn fd_access_modes_match_the_kernel() {
         "create_rdonly mode: 0",
         "arr_rdonly freeze: -1",
         "prog_get_rdonly mode: 2",
+        "reuse null same number: 1",
+        "reuse_null update: -22",
+        "reuse_closed update: -9",
+        "reuse rdonly same number: 1",
+        "reuse_rdonly update: -1",
+        "reuse_dup2 thread value: 9",
     ] {
         assert!(
             native.lines().any(|l| l == line),

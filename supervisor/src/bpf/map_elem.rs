@@ -17,10 +17,15 @@ pub fn map_of(call: &Call<'_>, fd: i32) -> Result<Arc<Object>, i32> {
 
 /// The access mode of the target's fd `fd` (`O_RDONLY`, `O_WRONLY` or `O_RDWR` of its
 /// open file): the kernel's `FMODE_CAN_READ/WRITE` of a map fd, set from
-/// BPF_F_RDONLY/WRONLY at MAP_CREATE, OBJ_GET and MAP_GET_FD_BY_ID. One lstat of
-/// /proc/TID/fd/N: procfs gives that link S_IRUSR for FMODE_READ and S_IWUSR for
-/// FMODE_WRITE (`tid_fd_update_inode`), the same as fdinfo's `flags & O_ACCMODE`.
+/// BPF_F_RDONLY/WRONLY at MAP_CREATE, OBJ_GET and MAP_GET_FD_BY_ID. Known from the
+/// resolution of the fd to its object; otherwise one lstat of /proc/TID/fd/N: procfs
+/// gives that link S_IRUSR for FMODE_READ and S_IWUSR for FMODE_WRITE
+/// (`tid_fd_update_inode`), the same as fdinfo's `flags & O_ACCMODE`.
 pub fn fd_access(call: &Call<'_>, fd: i32) -> Result<i32, i32> {
+    let mode = call.fd_info(fd)?.mode;
+    if mode >= 0 {
+        return Ok(mode);
+    }
     let st =
         nix::sys::stat::lstat(&call.proc_path(&format!("fd/{fd}"))).map_err(|_| libc::EBADF)?;
     if !call.valid() {
@@ -145,8 +150,10 @@ pub fn update(call: &Call<'_>, a: &Attr) -> Reply {
         if flags & BPF_F_LOCK != 0 && map.spin_lock_off().is_none() {
             return Err(libc::EINVAL);
         }
-        let key = call.read(a.u64(8), attr.key_size as usize)?;
-        let value = call.read(a.u64(16), map.sys_value_size())?;
+        let (key, value) = call.read2(
+            (a.u64(8), attr.key_size as usize),
+            (a.u64(16), map.sys_value_size()),
+        )?;
         if let Some(r) = update_fd_map(call, &obj, &key, &value, flags) {
             return r;
         }

@@ -15,6 +15,7 @@ use crate::sys::seccomp::{nr, Listener, Notif};
 /// Serves `listener` until no task uses the filter any more.
 pub fn serve(d: &Daemon, listener: OwnedFd, sink: Option<TraceSink>) {
     let l = Listener::new(listener.as_fd());
+    let tasks = std::cell::RefCell::new(crate::tasks::TaskCache::default());
     if let Err(e) = l.set_sync_wake_up() {
         debug!("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable: {e}");
     }
@@ -36,7 +37,7 @@ pub fn serve(d: &Daemon, listener: OwnedFd, sink: Option<TraceSink>) {
             continue;
         }
         match l.recv() {
-            Ok(n) => handle(d, l, n, sink.as_ref()),
+            Ok(n) => handle(d, l, n, sink.as_ref(), &tasks),
             Err(libc::EINTR) | Err(libc::ENOENT) => continue,
             Err(e) => {
                 warn!("SECCOMP_IOCTL_NOTIF_RECV: errno {e}");
@@ -47,14 +48,20 @@ pub fn serve(d: &Daemon, listener: OwnedFd, sink: Option<TraceSink>) {
     debug!("listener done");
 }
 
-fn handle(d: &Daemon, l: Listener<'_>, n: Notif, sink: Option<&TraceSink>) {
+fn handle(
+    d: &Daemon,
+    l: Listener<'_>,
+    n: Notif,
+    sink: Option<&TraceSink>,
+    tasks: &std::cell::RefCell<crate::tasks::TaskCache>,
+) {
     d.notifications.fetch_add(1, Ordering::Relaxed);
     if n.nr == nr::BPF && is_id_walk_start(&n) {
         // An enumeration (bpftool prog/map show) starts: collect first, so objects
         // whose last fd is closed are gone, as they would be in the kernel.
         d.gc();
     }
-    let call = Call::new(n, d, l, sink);
+    let call = Call::new(n, d, l, sink, tasks);
     let run = || {
         if n.nr == nr::BPF {
             // Objects are created and installed under the shared side of the GC lock.

@@ -8,6 +8,7 @@ pub mod process;
 pub mod seccomp;
 pub mod statfs;
 pub mod target_mem;
+pub mod task_ids;
 pub mod userns;
 
 /// The calling thread's errno as a positive value.

@@ -32,6 +32,49 @@ pub fn read(tid: u32, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
     Ok(buf)
 }
 
+/// Reads two regions of thread `tid` in one call (a map update's key and value):
+/// EFAULT when either is bad, as two reads would answer.
+pub fn read2(tid: u32, a: (u64, usize), b: (u64, usize)) -> Result<(Vec<u8>, Vec<u8>), i32> {
+    let (mut x, mut y) = (vec![0u8; a.1], vec![0u8; b.1]);
+    let local = [
+        libc::iovec {
+            iov_base: x.as_mut_ptr().cast(),
+            iov_len: a.1,
+        },
+        libc::iovec {
+            iov_base: y.as_mut_ptr().cast(),
+            iov_len: b.1,
+        },
+    ];
+    let remote = [
+        libc::iovec {
+            iov_base: a.0 as usize as *mut libc::c_void,
+            iov_len: a.1,
+        },
+        libc::iovec {
+            iov_base: b.0 as usize as *mut libc::c_void,
+            iov_len: b.1,
+        },
+    ];
+    // SAFETY: `local` describes `x` and `y`, writable for their lengths; the remote
+    // iovecs are only interpreted by the kernel in the other process.
+    let n = unsafe {
+        libc::process_vm_readv(tid as libc::pid_t, local.as_ptr(), 2, remote.as_ptr(), 2, 0)
+    };
+    if n < 0 {
+        let e = super::errno();
+        return Err(if e == libc::ESRCH {
+            libc::ESRCH
+        } else {
+            libc::EFAULT
+        });
+    }
+    if n as usize != a.1 + b.1 {
+        return Err(libc::EFAULT);
+    }
+    Ok((x, y))
+}
+
 /// Writes `data` at `addr` of thread `tid`'s address space.
 pub fn write(tid: u32, addr: u64, data: &[u8]) -> Result<(), i32> {
     if data.is_empty() {
