@@ -271,7 +271,7 @@ impl Session {
         let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
         let out = &mut self.redirect;
         let guard = &self.guard;
-        match prog.jit.as_ref() {
+        match prog.jit_now() {
             // The fast path: compiled XDP code, its run state built only if it calls out.
             Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch, guard, out),
             _ => run_general(prog, a, scratch, guard, out),
@@ -400,7 +400,7 @@ fn run_general<'a>(
 ) -> Result<u64, Fault> {
     let args = [a.r1, a.r2, 0, 0, 0];
     let mut rc = RunCtx::new(prog, a, scratch, guard, BUDGET, MAY_GOTO_BUDGET);
-    let r = match prog.jit.as_ref() {
+    let r = match prog.jit_now() {
         Some(code) => crate::jit::exec(code, &mut rc, args),
         None => exec(prog, &mut rc, 0, args, true),
     };
@@ -435,7 +435,7 @@ fn drive(
         rc.depth = 0;
         // Compiled code when the JIT took the program, else the interpreter.
         let args = [r1, 0, 0, 0, 0];
-        r = match p.jit.as_ref() {
+        r = match p.jit_now() {
             Some(code) => crate::jit::exec(code, &mut rc, args),
             None => exec(p, &mut rc, 0, args, true),
         };

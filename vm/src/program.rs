@@ -165,8 +165,9 @@ pub struct Program {
     run_cnt: AtomicU64,
     run_time_ns: AtomicU64,
     faults: AtomicU64,
-    /// Machine code from the JIT, when it took the program (else the interpreter runs it).
-    pub(crate) jit: Option<crate::jit::Compiled>,
+    /// Machine code from the JIT, when it took the program (`Some(None)`: interpreted).
+    /// Unset while a deferred compile is pending: runs interpret until it is set.
+    pub(crate) jit: std::sync::OnceLock<Option<crate::jit::Compiled>>,
 }
 
 impl std::fmt::Debug for Program {
@@ -319,7 +320,7 @@ impl Program {
             &key_sizes,
             &checked.subprog_starts,
         );
-        let mut prog = Program {
+        let prog = Program {
             tag: calc_tag(&insns),
             insn_cnt: insns.len() as u32,
             gpl,
@@ -339,33 +340,63 @@ impl Program {
             run_cnt: AtomicU64::new(0),
             run_time_ns: AtomicU64::new(0),
             faults: AtomicU64::new(0),
-            jit: None,
+            jit: std::sync::OnceLock::new(),
         };
-        if crate::jit::enabled() {
-            prog.jit = crate::jit::compile(&prog);
+        if !crate::jit::enabled() {
+            let _ = prog.jit.set(None);
+        } else if !crate::jit::deferred() {
+            let _ = prog.jit.set(crate::jit::compile(&prog));
         }
         Ok(prog)
     }
 
+    /// The compiled code runs use now (None: interpreted, or a deferred compile that
+    /// has not finished).
+    #[inline(always)]
+    pub(crate) fn jit_now(&self) -> Option<&crate::jit::Compiled> {
+        match self.jit.get() {
+            Some(Some(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The compiled code, compiling it here if a deferred compile has not yet.
+    fn jit_done(&self) -> Option<&crate::jit::Compiled> {
+        self.jit.get_or_init(|| crate::jit::compile(self)).as_ref()
+    }
+
+    /// Compiles a program loaded while compiles were [deferred](crate::jit::defer) on
+    /// the JIT thread; until then its runs interpret. Nothing to do for others.
+    pub fn compile_in_background(self: &std::sync::Arc<Self>) {
+        if self.jit.get().is_none() {
+            crate::jit::compile_later(std::sync::Arc::downgrade(self));
+        }
+    }
+
+    /// Waits for (or does) a deferred compile: afterwards runs use whatever the JIT made.
+    pub fn finish_compile(&self) {
+        self.jit_done();
+    }
+
     /// Bytes of machine code (`bpf_prog_info.jited_prog_len`); 0 when interpreted.
     pub fn jited_len(&self) -> u32 {
-        self.jit.as_ref().map_or(0, |j| j.len() as u32)
+        self.jit_done().map_or(0, |j| j.len() as u32)
     }
 
     /// The JIT-compiled machine code (empty when interpreted), as the kernel's
     /// `jited_prog_insns`.
     pub fn jited_insns(&self) -> &[u8] {
-        self.jit.as_ref().map_or(&[], |j| j.bytes())
+        self.jit_done().map_or(&[], |j| j.bytes())
     }
 
-    /// Whether runs use JIT-compiled code.
+    /// Whether runs use JIT-compiled code (finishing a deferred compile first).
     pub fn is_jitted(&self) -> bool {
-        self.jit.is_some()
+        self.jit_done().is_some()
     }
 
     /// Drop the compiled code: later runs use the interpreter (comparisons, tests).
     pub fn disable_jit(&mut self) {
-        self.jit = None;
+        self.jit = std::sync::OnceLock::from(None);
     }
 
     /// The verifier log (what log_buf receives for log_level > 0).

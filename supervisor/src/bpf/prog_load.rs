@@ -452,7 +452,9 @@ fn vm_load(
                     p.insn_cnt()
                 );
             }
-            Ok((Arc::new(p), log))
+            let p = Arc::new(p);
+            p.compile_in_background();
+            Ok((p, log))
         }
         Err(e) => Err((e.errno, e.log)),
     }

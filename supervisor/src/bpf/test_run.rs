@@ -30,6 +30,8 @@ fn run(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
     }
     let obj = call.object(a.i32(0), Kind::Prog, libc::EINVAL)?;
     let p = obj.as_prog().unwrap();
+    // A test run measures the code runs will use: the compile deferred at load ends here.
+    p.prog.vm.finish_compile();
     let (size_in, size_out) = (a.u32(8) as usize, a.u32(12) as usize);
     let (ctx_size_in, ctx_size_out) = (a.u32(40) as usize, a.u32(44) as usize);
     let flags = a.u32(64);

@@ -207,6 +207,9 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
     stop_signals.add(nix::sys::signal::Signal::SIGTERM);
     stop_signals.add(nix::sys::signal::Signal::SIGINT);
     stop_signals.thread_block()?;
+    // BPF_PROG_LOAD answers once the program is verified; the JIT thread compiles it
+    // (runs interpret until then, test runs wait for it).
+    bpftime_vm::jit::defer(true);
     let socket = opts.socket.clone();
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;

@@ -61,6 +61,54 @@ pub(crate) fn enabled() -> bool {
         .unwrap_or_else(|| !matches!(std::env::var("BPFTIME_JIT").as_deref(), Ok("0") | Ok("off")))
 }
 
+static DEFER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, programs are not compiled while they load (BPF_PROG_LOAD answers after
+/// verification) but on the JIT thread once [`Program::compile_in_background`] asks;
+/// runs interpret until the code is there. The daemon does this: a JIT compile costs
+/// ~0.5 ms per program here, most of a libbpf object's load time.
+pub fn defer(on: bool) {
+    DEFER.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn deferred() -> bool {
+    DEFER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Queues `prog` for the JIT thread (started on first use; one thread, so compiles
+/// never take more than one core from the data plane).
+pub(crate) fn compile_later(prog: std::sync::Weak<Program>) {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+    static QUEUE: OnceLock<Option<Mutex<Sender<std::sync::Weak<Program>>>>> = OnceLock::new();
+    let q = QUEUE.get_or_init(|| {
+        let (tx, rx) = channel::<std::sync::Weak<Program>>();
+        std::thread::Builder::new()
+            .name("jit".into())
+            .spawn(move || {
+                for p in rx {
+                    // A program unloaded meanwhile is not compiled at all.
+                    if let Some(p) = p.upgrade() {
+                        p.finish_compile();
+                    }
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    match q {
+        Some(tx) => {
+            let _ = tx.lock().unwrap().send(prog);
+        }
+        // No thread: compile here.
+        None => {
+            if let Some(p) = prog.upgrade() {
+                p.finish_compile();
+            }
+        }
+    }
+}
+
 /// Run `f` with programs loaded on this thread compiled (`on`) or interpreted,
 /// whatever `BPFTIME_JIT` says (tests comparing the back ends).
 pub fn scoped<R>(on: bool, f: impl FnOnce() -> R) -> R {
@@ -181,7 +229,7 @@ mod fixed_cost {
             ..Default::default()
         };
         let p = Program::load(spec, &NoMaps).unwrap();
-        let code = p.jit.as_ref().expect("compiled");
+        let code = p.jit_now().expect("compiled");
         let mut buf = vec![0u8; 4096];
         let base = buf.as_mut_ptr() as u64;
         let mut ctx = XdpCtx {
