@@ -92,6 +92,10 @@ pub struct Call<'a> {
     pub trace_sink: Option<&'a crate::proto::TraceSink>,
     /// What the serving thread remembers about its tasks between calls.
     tasks: &'a std::cell::RefCell<crate::tasks::TaskCache>,
+    /// Called (once) when this call turns out to take long: another thread then
+    /// receives the target's next notifications meanwhile.
+    on_long: &'a dyn Fn(),
+    said_long: std::cell::Cell<bool>,
     creds: std::cell::OnceCell<Result<Creds, i32>>,
     /// The last fd resolved in this call (a handler asks for the same fd twice: its
     /// object, then its access mode).
@@ -105,6 +109,7 @@ impl<'a> Call<'a> {
         listener: Listener<'a>,
         trace_sink: Option<&'a crate::proto::TraceSink>,
         tasks: &'a std::cell::RefCell<crate::tasks::TaskCache>,
+        on_long: &'a dyn Fn(),
     ) -> Self {
         Call {
             notif,
@@ -112,8 +117,18 @@ impl<'a> Call<'a> {
             listener,
             trace_sink,
             tasks,
+            on_long,
+            said_long: Default::default(),
             creds: Default::default(),
             last_fd: Default::default(),
+        }
+    }
+
+    /// Says that this call will take long (a large allocation, a load, a wait): the
+    /// target's other threads are then served by another daemon thread meanwhile.
+    pub fn long_call(&self) {
+        if !self.said_long.replace(true) {
+            (self.on_long)();
         }
     }
 

@@ -35,6 +35,10 @@ fn create(call: &Call<'_>, a: &Attr) -> Result<Reply, i32> {
         map_extra: a.u64(64),
     };
     let inner_map_fd = a.i32(20);
+    if attr.max_entries as u64 * (attr.key_size as u64 + attr.value_size as u64) > 1 << 20 {
+        // Reserving and populating a large map takes a while.
+        call.long_call();
+    }
     // map_create: the token flag is noted and cleared first; the token itself is
     // looked at only once the attributes are known to be valid.
     const BPF_F_TOKEN_FD: u32 = 1 << 16;

@@ -10,6 +10,7 @@ pub mod statfs;
 pub mod target_mem;
 pub mod task_ids;
 pub mod userns;
+pub mod wake;
 
 /// The calling thread's errno as a positive value.
 pub fn errno() -> i32 {
