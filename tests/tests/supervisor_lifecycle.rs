@@ -141,3 +141,26 @@ fn killed_and_forking_targets_leak_nothing() {
         d.status()
     );
 }
+
+/// A long call of one thread (a test run of 10^7 repeats) does not hold up the map
+/// updates of another thread of the same target, natively and under bpftime-run.
+#[test]
+fn a_long_call_does_not_hold_up_other_threads() {
+    if !require(&[Need::Root, Need::Bpf]) {
+        return;
+    }
+    let tmp = TempDir::new("parallel");
+    let client = gcc(tmp.path(), "sv_parallel.c", "sv_parallel", false, &["-lbpf", "-pthread"]);
+    let c = client.to_str().unwrap();
+    let want = "a_ok 1\nb_done_while_a_runs 1\nb_updates 0";
+    let native = stdout_ok(&std::process::Command::new(c).output().unwrap(), "native client");
+    let sorted = |s: &str| {
+        let mut l: Vec<&str> = s.lines().collect();
+        l.sort();
+        l.join("\n")
+    };
+    assert_eq!(sorted(&native), want, "the kernel's answer changed");
+    let d = Daemon::start();
+    let ours = stdout_ok(&d.run(&[c]), "client under bpftime-run");
+    assert_eq!(sorted(&ours), want, "{}", d.log());
+}
