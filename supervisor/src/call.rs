@@ -100,6 +100,9 @@ pub struct Call<'a> {
     /// The last fd resolved in this call (a handler asks for the same fd twice: its
     /// object, then its access mode).
     last_fd: std::cell::Cell<Option<(RawFd, FdInfo)>>,
+    /// Regions read ahead with the attr ([`Call::read_attr`]), and what this call read.
+    prefetched: std::cell::RefCell<Vec<(u64, Vec<u8>)>>,
+    reads: std::cell::RefCell<Vec<(u64, usize)>>,
 }
 
 impl<'a> Call<'a> {
@@ -121,6 +124,8 @@ impl<'a> Call<'a> {
             said_long: Default::default(),
             creds: Default::default(),
             last_fd: Default::default(),
+            prefetched: Default::default(),
+            reads: Default::default(),
         }
     }
 
@@ -142,11 +147,59 @@ impl<'a> Call<'a> {
 
     /// Reads `len` bytes of the target at `addr` (EFAULT on a bad pointer).
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+        self.reads.borrow_mut().push((addr, len));
+        if let Some(b) = self.prefetched(addr, len) {
+            return Ok(b);
+        }
         target_mem::read(self.tid(), addr, len)
+    }
+
+    /// A region read ahead together with the attr, if this is one.
+    fn prefetched(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let mut p = self.prefetched.borrow_mut();
+        let i = p.iter().position(|(a, b)| *a == addr && b.len() == len)?;
+        Some(p.swap_remove(i).1)
+    }
+
+    /// Reads the bpf attr (`len` bytes at `addr`) and, in the same syscall, the
+    /// regions this thread's previous map element call read: a loop updating or
+    /// looking up through the same key and value buffers then costs one read, not two.
+    /// Those copies are taken at the moment the kernel reads the attr, an order the
+    /// kernel could have run in too (another thread's writes land before or after).
+    pub fn read_attr(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+        self.reads.borrow_mut().clear();
+        let hint = self.tasks.borrow().hint(self.tid());
+        let Some(hint) = hint.filter(|_| len > 0) else {
+            return target_mem::read(self.tid(), addr, len);
+        };
+        let mut regions = vec![(addr, len)];
+        regions.extend(hint.iter().copied().filter(|&(_, l)| l > 0 && l <= 4096));
+        let mut got = target_mem::read_regions(self.tid(), &regions)?.into_iter();
+        let attr = got.next().ok_or(libc::EFAULT)?;
+        *self.prefetched.borrow_mut() = regions[1..].iter().map(|r| r.0).zip(got).collect();
+        Ok(attr)
+    }
+
+    /// Keeps this call's reads (after the attr) as the next call's read-ahead hint.
+    pub fn remember_reads(&self) {
+        let reads = self.reads.borrow();
+        let mut hint = [(0u64, 0usize); 2];
+        for (h, r) in hint.iter_mut().zip(reads.iter()) {
+            *h = *r;
+        }
+        self.tasks.borrow_mut().set_hint(self.tid(), hint);
     }
     /// Reads two regions of the target in one go (EFAULT if either is bad).
     pub fn read2(&self, a: (u64, usize), b: (u64, usize)) -> Result<(Vec<u8>, Vec<u8>), i32> {
-        target_mem::read2(self.tid(), a, b)
+        self.reads.borrow_mut().extend([a, b]);
+        if let (Some(x), Some(y)) = (self.prefetched(a.0, a.1), self.prefetched(b.0, b.1)) {
+            return Ok((x, y));
+        }
+        let mut got = target_mem::read_regions(self.tid(), &[a, b])?.into_iter();
+        match (got.next(), got.next()) {
+            (Some(x), Some(y)) => Ok((x, y)),
+            _ => Err(libc::EFAULT),
+        }
     }
     /// Writes `data` into the target at `addr` (EFAULT on a bad pointer).
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {

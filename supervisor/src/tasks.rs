@@ -52,6 +52,9 @@ struct KnownFd {
 pub struct TaskCache {
     tasks: HashMap<u32, Task>,
     fds: HashMap<(u32, RawFd), KnownFd>,
+    /// Per thread: the (address, length) of the key and value its last map element
+    /// call read (read ahead with the next attr).
+    hints: HashMap<u32, [(u64, usize); 2]>,
     /// PIDFD_GET_INFO is missing (kernels before 6.13): ids come from /proc/TID/status.
     no_pidfd_info: bool,
     /// kcmp is missing (no CONFIG_KCMP): fds are resolved through /proc every time.
@@ -87,6 +90,17 @@ impl TaskCache {
             }
             r => r,
         }
+    }
+
+    pub fn hint(&self, tid: u32) -> Option<[(u64, usize); 2]> {
+        self.hints.get(&tid).copied()
+    }
+
+    pub fn set_hint(&mut self, tid: u32, regions: [(u64, usize); 2]) {
+        if self.hints.len() >= MAX_TASKS && !self.hints.contains_key(&tid) {
+            self.hints.clear();
+        }
+        self.hints.insert(tid, regions);
     }
 
     /// The calling thread's credentials now (a few µs; /proc/TID/status takes ~20).

@@ -150,10 +150,19 @@ fn a_long_call_does_not_hold_up_other_threads() {
         return;
     }
     let tmp = TempDir::new("parallel");
-    let client = gcc(tmp.path(), "sv_parallel.c", "sv_parallel", false, &["-lbpf", "-pthread"]);
+    let client = gcc(
+        tmp.path(),
+        "sv_parallel.c",
+        "sv_parallel",
+        false,
+        &["-lbpf", "-pthread"],
+    );
     let c = client.to_str().unwrap();
     let want = "a_ok 1\nb_done_while_a_runs 1\nb_updates 0";
-    let native = stdout_ok(&std::process::Command::new(c).output().unwrap(), "native client");
+    let native = stdout_ok(
+        &std::process::Command::new(c).output().unwrap(),
+        "native client",
+    );
     let sorted = |s: &str| {
         let mut l: Vec<&str> = s.lines().collect();
         l.sort();

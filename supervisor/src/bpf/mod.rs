@@ -263,16 +263,35 @@ fn dispatch_inner(call: &Call<'_>, c: i32) -> Reply {
         uptr,
         size: n,
     };
-    match call.read(uptr, n) {
+    let elem_op = matches!(
+        c,
+        cmd::MAP_LOOKUP_ELEM | cmd::MAP_UPDATE_ELEM | cmd::MAP_DELETE_ELEM
+    );
+    let read = if elem_op {
+        call.read_attr(uptr, n)
+    } else {
+        call.read(uptr, n)
+    };
+    match read {
         Ok(v) => attr.b[..n].copy_from_slice(&v),
         Err(e) => return Reply::Errno(e),
     }
+
     let Some(end) = last_field_end(c) else {
         call.trace(|| format!("bpf: unknown command {c}: EINVAL"));
         return Reply::Errno(libc::EINVAL);
     };
     if attr.b[end..].iter().any(|&b| b != 0) {
         return Reply::Errno(libc::EINVAL);
+    }
+    if elem_op {
+        let reply = match c {
+            cmd::MAP_LOOKUP_ELEM => map_elem::lookup(call, &attr, false),
+            cmd::MAP_UPDATE_ELEM => map_elem::update(call, &attr),
+            _ => map_elem::delete(call, &attr),
+        };
+        call.remember_reads();
+        return reply;
     }
     use cmd::*;
     match c {

@@ -32,34 +32,37 @@ pub fn read(tid: u32, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
     Ok(buf)
 }
 
-/// Reads two regions of thread `tid` in one call (a map update's key and value):
-/// EFAULT when either is bad, as two reads would answer.
-pub fn read2(tid: u32, a: (u64, usize), b: (u64, usize)) -> Result<(Vec<u8>, Vec<u8>), i32> {
-    let (mut x, mut y) = (vec![0u8; a.1], vec![0u8; b.1]);
-    let local = [
-        libc::iovec {
-            iov_base: x.as_mut_ptr().cast(),
-            iov_len: a.1,
-        },
-        libc::iovec {
-            iov_base: y.as_mut_ptr().cast(),
-            iov_len: b.1,
-        },
-    ];
-    let remote = [
-        libc::iovec {
-            iov_base: a.0 as usize as *mut libc::c_void,
-            iov_len: a.1,
-        },
-        libc::iovec {
-            iov_base: b.0 as usize as *mut libc::c_void,
-            iov_len: b.1,
-        },
-    ];
-    // SAFETY: `local` describes `x` and `y`, writable for their lengths; the remote
+/// Reads up to 4 regions of thread `tid` in one call; returns those read whole, in
+/// order, stopping at the first that is not (the kernel stops there too). Err only
+/// when nothing at all could be read.
+pub fn read_regions(tid: u32, regions: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, i32> {
+    assert!(regions.len() <= 4);
+    let mut bufs: Vec<Vec<u8>> = regions.iter().map(|&(_, len)| vec![0u8; len]).collect();
+    let local: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let remote: Vec<libc::iovec> = regions
+        .iter()
+        .map(|&(addr, len)| libc::iovec {
+            iov_base: addr as usize as *mut libc::c_void,
+            iov_len: len,
+        })
+        .collect();
+    // SAFETY: `local` describes `bufs`, each writable for its length; the remote
     // iovecs are only interpreted by the kernel in the other process.
     let n = unsafe {
-        libc::process_vm_readv(tid as libc::pid_t, local.as_ptr(), 2, remote.as_ptr(), 2, 0)
+        libc::process_vm_readv(
+            tid as libc::pid_t,
+            local.as_ptr(),
+            local.len() as libc::c_ulong,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
     };
     if n < 0 {
         let e = super::errno();
@@ -69,10 +72,17 @@ pub fn read2(tid: u32, a: (u64, usize), b: (u64, usize)) -> Result<(Vec<u8>, Vec
             libc::EFAULT
         });
     }
-    if n as usize != a.1 + b.1 {
-        return Err(libc::EFAULT);
-    }
-    Ok((x, y))
+    let mut left = n as usize;
+    let whole = bufs
+        .iter()
+        .take_while(|b| {
+            let ok = left >= b.len();
+            left = left.saturating_sub(b.len());
+            ok
+        })
+        .count();
+    bufs.truncate(whole);
+    Ok(bufs)
 }
 
 /// Writes `data` at `addr` of thread `tid`'s address space.

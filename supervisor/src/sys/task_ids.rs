@@ -83,12 +83,14 @@ pub fn cap_effective(tid: u32) -> Result<u64, i32> {
 /// Err: kcmp is missing or the task is gone.
 pub fn same_file(tid: u32, fd: RawFd, mine: &impl AsFd) -> Result<bool, i32> {
     const KCMP_FILE: libc::c_int = 0;
+    static ME: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let me = *ME.get_or_init(std::process::id);
     // SAFETY: kcmp takes integers only.
     let r = unsafe {
         libc::syscall(
             libc::SYS_kcmp,
             tid as libc::pid_t,
-            std::process::id() as libc::pid_t,
+            me as libc::pid_t,
             KCMP_FILE,
             fd as libc::c_ulong,
             mine.as_fd().as_raw_fd() as libc::c_ulong,
