@@ -1,6 +1,6 @@
-//! epoll_ctl on a ring buffer map fd. In the kernel a BPF_MAP_TYPE_RINGBUF fd polls
-//! readable when records are available; our handle is the ring's memfd, which epoll
-//! refuses. So an epoll_ctl naming such a fd is done by the daemon on the target's
+//! epoll_ctl on a ring buffer map fd or a BPF output perf event fd. In the kernel they
+//! poll readable when records are available; our handle is the ring's memfd, which
+//! epoll refuses. So an epoll_ctl naming such a fd is done by the daemon on the target's
 //! epoll instance (a pidfd_getfd duplicate: same instance) with the ring's eventfd,
 //! which the vm signals on every commit, edge-triggered, with the target's event data.
 //! Every other epoll_ctl: CONTINUE (no policy).
@@ -26,17 +26,22 @@ pub fn epoll_ctl(call: &Call<'_>) -> Reply {
     let Ok(Some(obj)) = call.any_object(fd) else {
         return Reply::Continue;
     };
-    if obj.kind != Kind::Map {
-        return Reply::Continue;
-    }
-    let map = &obj.as_map().unwrap().map;
-    let Some(rb) = map
-        .as_any()
-        .downcast_ref::<bpftime_vm::maps::ringbuf::RingBuf>()
-    else {
-        return Reply::Continue;
+    let notify = match obj.kind {
+        Kind::Map => obj
+            .as_map()
+            .unwrap()
+            .map
+            .as_any()
+            .downcast_ref::<bpftime_vm::maps::ringbuf::RingBuf>()
+            .and_then(|rb| rb.notify_fd()),
+        Kind::PerfEvent => {
+            // A reader polls once it has mapped the ring: size it now.
+            let _ = crate::perf_event::map_ring(call, &obj);
+            obj.as_perf_event().unwrap().notify_fd()
+        }
+        _ => None,
     };
-    let Some(notify) = rb.notify_fd() else {
+    let Some(notify) = notify else {
         return Reply::Continue;
     };
     let r = (|| -> Result<(), i32> {
@@ -63,7 +68,7 @@ pub fn epoll_ctl(call: &Call<'_>) -> Reply {
             _ => Err(libc::EINVAL),
         }
     })();
-    call.trace(|| format!("epoll_ctl(op {op}) on ring buffer map {}: {r:?}", obj.id));
+    call.trace(|| format!("epoll_ctl(op {op}) on {:?} {}: {r:?}", obj.kind, obj.id));
     match r {
         Ok(()) => Reply::Value(0),
         Err(e) => Reply::Errno(e),

@@ -6,7 +6,8 @@
 //! - [`call`]: what a handler receives and returns; [`registry`]: the objects.
 //! - [`bpf`]: bpf(2), one module per command family; [`fsys`]: statfs/fstatfs/mount.
 //! - [`nl`]: sendto/sendmsg/recvfrom/recvmsg on rtnetlink sockets (wiring of [`netlink`]).
-//! - [`epoll`]: epoll_ctl on ring buffer map fds.
+//! - [`epoll`]: epoll_ctl on ring buffer map and perf event fds; [`perf_event`]:
+//!   perf_event_open and perf's ioctls for BPF output events.
 //! - [`btf`]: the BTF parser; [`sys`]: the kernel interfaces (their `unsafe` lives there).
 
 pub mod bpf;
@@ -17,6 +18,7 @@ pub mod epoll;
 pub mod fsys;
 pub mod netlink;
 pub mod nl;
+pub mod perf_event;
 pub mod preflight;
 pub mod proto;
 pub mod registry;

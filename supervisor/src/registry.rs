@@ -29,6 +29,9 @@ pub enum Kind {
     Map,
     Link,
     Btf,
+    /// A BPF output perf event (perf_event_open): not a bpf object, but it lives as
+    /// one (fds, mappings, the PERF_EVENT_ARRAY entries that hold it).
+    PerfEvent,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::Map => "bpf-map",
             Kind::Link => "bpf_link",
             Kind::Btf => "btf",
+            Kind::PerfEvent => "perf_event",
         }
     }
 }
@@ -84,6 +88,7 @@ pub enum Body {
     Prog(ProgObj),
     Link(LinkObj),
     Btf(Arc<Btf>),
+    PerfEvent(Arc<bpftime_vm::maps::perf_event_array::PerfEvent>),
 }
 
 /// One emulated kernel object.
@@ -113,6 +118,12 @@ impl Object {
             _ => None,
         }
     }
+    pub fn as_perf_event(&self) -> Option<&Arc<bpftime_vm::maps::perf_event_array::PerfEvent>> {
+        match &self.body {
+            Body::PerfEvent(e) => Some(e),
+            _ => None,
+        }
+    }
     pub fn as_link(&self) -> Option<&LinkObj> {
         match &self.body {
             Body::Link(l) => Some(l),
@@ -135,7 +146,7 @@ impl Object {
                 v
             }
             Body::Link(l) => vec![l.prog.lock().unwrap().clone()],
-            Body::Btf(_) => vec![],
+            Body::Btf(_) | Body::PerfEvent(_) => vec![],
         }
     }
     /// The handle, borrowed (for ADDFD).
@@ -153,8 +164,8 @@ pub fn key_of(fd: BorrowedFd<'_>) -> std::io::Result<Key> {
 /// The registry of live objects.
 #[derive(Default)]
 pub struct Registry {
-    by_id: [BTreeMap<u32, Arc<Object>>; 4],
-    next_id: [u32; 4],
+    by_id: [BTreeMap<u32, Arc<Object>>; 5],
+    next_id: [u32; 5],
     by_key: HashMap<Key, Arc<Object>>,
     /// Map identity (Arc<dyn Map> data pointer) -> map object id.
     map_ids: HashMap<usize, u32>,

@@ -45,7 +45,12 @@ pub const NOTIFIED: &[i32] = &[
     nr::RECVFROM,
     nr::RECVMSG,
     nr::EPOLL_CTL,
+    nr::PERF_EVENT_OPEN,
 ];
+
+/// ioctls of this type are notified too: perf's (`'$'`), for the emulated BPF output
+/// perf events.
+pub const NOTIFIED_IOCTL_TYPE: u8 = b'$';
 
 /// Connects to the daemon at `socket`, starting one if none answers.
 pub fn connect_or_start(socket: &Path) -> anyhow::Result<UnixStream> {
@@ -284,7 +289,7 @@ fn child(
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )?;
-        let filter = seccomp::build_filter(NOTIFIED);
+        let filter = seccomp::build_filter(NOTIFIED, Some(NOTIFIED_IOCTL_TYPE));
         let listener: OwnedFd = seccomp::install(&filter, need_nnp)
             .map_err(|e| std::io::Error::other(crate::preflight::explain_install_error(&e)))?;
         // From here on only unfiltered syscalls (write, read, close, execve).

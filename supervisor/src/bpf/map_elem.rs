@@ -123,6 +123,17 @@ fn update_fd_map(
                     .map_err(|e| e.errno())
             })())
         }
+        map_type::PERF_EVENT_ARRAY => {
+            let pa = map
+                .as_any()
+                .downcast_ref::<bpftime_vm::maps::perf_event_array::PerfEventArray>()?;
+            Some((|| {
+                pa.check_update(key, flags).map_err(|e| e.errno())?;
+                let ev = crate::perf_event::array_entry(call, fd)?;
+                let idx = u32::from_ne_bytes(key[..4].try_into().unwrap());
+                pa.set(idx, ev).map_err(|e| e.errno())
+            })())
+        }
         map_type::ARRAY_OF_MAPS | map_type::HASH_OF_MAPS => {
             let mm = map
                 .as_any()

@@ -51,6 +51,8 @@ fn run(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
         Body::Map(_) => MAP_INFO,
         Body::Btf(_) => BTF_INFO,
         Body::Link(_) => LINK_INFO,
+        // A perf event fd is no bpf object.
+        Body::PerfEvent(_) => return Err(libc::EINVAL),
     };
     let uinfo = a.u64(8);
     let ulen = a.u32(4) as usize;
@@ -79,6 +81,7 @@ fn run(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
         Body::Map(_) => map_info(call, &obj, &mut buf),
         Body::Btf(_) => btf_info(call, &obj, &input, &mut buf)?,
         Body::Link(_) => link_info(&obj, &mut buf),
+        Body::PerfEvent(_) => unreachable!("refused above"),
     }
     call.write(uinfo, &buf.0[..len])?;
     a.put_u32(call, 4, len as u32)

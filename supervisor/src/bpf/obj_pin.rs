@@ -104,7 +104,7 @@ fn pin(call: &Call<'_>, a: &Attr) -> Result<(), i32> {
     };
     let (cred, umask) = fs_cred(call)?;
     let r = ObjRef {
-        kind: obj_kind(obj.kind),
+        kind: obj_kind(obj.kind).ok_or(libc::EINVAL)?,
         id: obj.id,
     };
     let name = std::ffi::OsStr::new(std::str::from_utf8(name).map_err(|_| libc::EINVAL)?);

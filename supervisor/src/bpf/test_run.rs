@@ -181,6 +181,19 @@ fn caller_trace(call: &Call<'_>) -> Option<bpftime_netdev::TraceSink> {
     }))
 }
 
+/// The CPU the caller is on (the kernel runs a test on it: `bpf_get_smp_processor_id`,
+/// `BPF_F_CURRENT_CPU`): field 39 of /proc/TID/stat, else the daemon thread's.
+fn caller_cpu(call: &Call<'_>) -> u32 {
+    std::fs::read_to_string(call.proc_path("stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().nth(36)?.parse().ok()
+        })
+        .or_else(|| nix::sched::sched_getcpu().ok().map(|c| c as u32))
+        .unwrap_or(0)
+}
+
 /// Adapter to the vm's test run.
 fn vm_test_run(
     call: &Call<'_>,
@@ -191,6 +204,7 @@ fn vm_test_run(
 ) -> Result<TestOut, i32> {
     let p = &obj.as_prog().unwrap().prog.vm;
     let host = TestRunHost::new(call);
+    let cpu = caller_cpu(call);
     let out = match obj.as_prog().unwrap().prog.prog_type {
         super::prog_load::prog_type::XDP => {
             if let Some(c) = &ctx {
@@ -201,9 +215,9 @@ fn vm_test_run(
                     }
                 }
             }
-            p.test_run_xdp(&data, ctx.as_deref(), repeat, 0, &host)?
+            p.test_run_xdp(&data, ctx.as_deref(), repeat, cpu, &host)?
         }
-        _ => p.test_run_generic(&data, repeat, 0, &host)?,
+        _ => p.test_run_generic(&data, repeat, cpu, &host)?,
     };
     Ok(TestOut {
         retval: out.retval,

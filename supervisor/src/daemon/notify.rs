@@ -156,7 +156,7 @@ fn may_take_long(n: &Notif) -> bool {
                 | MAP_UPDATE_BATCH
                 | MAP_DELETE_BATCH
         ),
-        nr::STATFS | nr::FSTATFS | nr::EPOLL_CTL => false,
+        nr::STATFS | nr::FSTATFS | nr::EPOLL_CTL | nr::PERF_EVENT_OPEN | nr::IOCTL => false,
         // rtnetlink requests (an attach takes milliseconds), receives that may wait,
         // mounts.
         _ => true,
@@ -239,6 +239,8 @@ fn handle(
             nr::RECVFROM => crate::nl::recvfrom(&call),
             nr::RECVMSG => crate::nl::recvmsg(&call),
             nr::EPOLL_CTL => crate::epoll::epoll_ctl(&call),
+            nr::PERF_EVENT_OPEN => crate::perf_event::perf_event_open(&call),
+            nr::IOCTL => crate::perf_event::ioctl(&call),
             _ => Reply::Continue,
         };
         answer(d, &call, reply);

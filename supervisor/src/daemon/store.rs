@@ -28,14 +28,15 @@ pub fn kind_of(k: ObjKind) -> Kind {
     }
 }
 
-/// Pinned object kind of a registry kind.
-pub fn obj_kind(k: Kind) -> ObjKind {
-    match k {
+/// Pinned object kind of a registry kind (None: not a bpf object, never pinned).
+pub fn obj_kind(k: Kind) -> Option<ObjKind> {
+    Some(match k {
         Kind::Map => ObjKind::Map,
         Kind::Prog => ObjKind::Prog,
         Kind::Link => ObjKind::Link,
         Kind::Btf => ObjKind::Btf,
-    }
+        Kind::PerfEvent => return None,
+    })
 }
 
 impl Store {

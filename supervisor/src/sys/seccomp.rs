@@ -30,11 +30,14 @@ pub mod nr {
     pub const SENDMSG: i32 = 46;
     pub const RECVMSG: i32 = 47;
     pub const EPOLL_CTL: i32 = 233;
+    pub const PERF_EVENT_OPEN: i32 = 298;
+    pub const IOCTL: i32 = 16;
 }
 
-/// Builds the classic BPF filter: on x86_64, notify `syscalls`, allow the rest; the
+/// Builds the classic BPF filter: on x86_64, notify `syscalls`, and `ioctl` with a
+/// request of type `ioctl_type` (its bits 8-15: `'$'` is perf's), allow the rest; the
 /// i386 `bpf` (357) gets ENOSYS so 32-bit code cannot bypass the emulation.
-pub fn build_filter(syscalls: &[i32]) -> Vec<libc::sock_filter> {
+pub fn build_filter(syscalls: &[i32], ioctl_type: Option<u8>) -> Vec<libc::sock_filter> {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
@@ -56,6 +59,15 @@ pub fn build_filter(syscalls: &[i32]) -> Vec<libc::sock_filter> {
         stmt(RET_K, RET_ALLOW),
         stmt(LD_W_ABS, 0), // seccomp_data.nr
     ];
+    if let Some(t) = ioctl_type {
+        const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+        // ioctl: notify when (request & 0xff00) == type << 8; either way decided here,
+        // past the n syscall tests (to ALLOW: n, to NOTIFY: n + 1).
+        f.push(jump(JEQ_K, nr::IOCTL as u32, 0, 3));
+        f.push(stmt(LD_W_ABS, 24)); // seccomp_data.args[1], low half
+        f.push(stmt(AND_K, 0xff00));
+        f.push(jump(JEQ_K, (t as u32) << 8, n + 1, n));
+    }
     for (i, &s) in syscalls.iter().enumerate() {
         // Jump to the NOTIFY return after the ALLOW when equal.
         let to_notify = n - i as u8;

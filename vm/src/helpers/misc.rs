@@ -1,5 +1,5 @@
 //! Small helpers: random numbers, CPU/NUMA ids, tail calls, bpf_loop, spin locks,
-//! perf_event_output (not supported yet).
+//! perf_event_output.
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
@@ -121,12 +121,34 @@ pub fn spin_unlock(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fault> {
     Ok(0)
 }
 
-/// `long bpf_perf_event_output(ctx, map, flags, data, size)`: perf buffers do not
-/// exist in bpftime yet, so PERF_EVENT_ARRAY maps cannot be created either.
-pub fn perf_event_output(_ctx: &mut dyn HelperCtx, _a: [u64; 5]) -> Result<u64, Fault> {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        tracing::warn!("bpf_perf_event_output is not supported by bpftime: -EOPNOTSUPP")
-    });
-    Ok(-(libc::EOPNOTSUPP as i64) as u64)
+/// `long bpf_perf_event_output(ctx, map, flags, data, size)` (XDP: the kernel's
+/// `bpf_xdp_event_output`): a sample of `data` followed by the first `(flags >> 32) &
+/// 0xfffff` bytes of the packet, into the perf event at the index in the low 32 bits
+/// of `flags` (`BPF_F_CURRENT_CPU`: this CPU's).
+pub fn perf_event_output(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fault> {
+    use crate::maps::perf_event_array::PerfEventArray;
+    const BPF_F_INDEX_MASK: u64 = 0xffff_ffff;
+    const BPF_F_CTXLEN_MASK: u64 = 0xf_ffff << 32;
+    let flags = a[2];
+    let Some(arr) = super::map::map_of(ctx, a[1])?
+        .as_any()
+        .downcast_ref::<PerfEventArray>()
+    else {
+        return Ok(-(libc::EINVAL as i64) as u64);
+    };
+    if flags & !(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK) != 0 {
+        return Ok(-(libc::EINVAL as i64) as u64);
+    }
+    let ctx_len = (flags & BPF_F_CTXLEN_MASK) >> 32;
+    let (pkt, pkt_len) = {
+        let x = ctx.xdp();
+        (x.data, x.data_end - x.data)
+    };
+    if ctx_len > pkt_len {
+        return Ok(-(libc::EFAULT as i64) as u64);
+    }
+    let data = ctx.read(a[3], a[4] as usize)?.to_vec();
+    let packet = ctx.read(pkt, ctx_len as usize)?.to_vec();
+    let cpu = ctx.cpu();
+    Ok(arr.output(flags, &[&data, &packet], cpu) as u64)
 }

@@ -419,9 +419,35 @@ fn misc_helpers() {
     assert!(t1 >= t0 && t0 > 0);
     assert!(call(&mut ctx, id::KTIME_GET_BOOT_NS, [0; 5]).unwrap() > 0);
     assert!(call(&mut ctx, id::KTIME_GET_COARSE_NS, [0; 5]).unwrap() > 0);
+    // perf_event_output on a map that is no PERF_EVENT_ARRAY: -EINVAL; on an empty
+    // slot: -ENOENT; unknown flag bits: -EINVAL; more context than packet: -EFAULT.
+    let pa = ctx.add(maps::create(&attr(mt::PERF_EVENT_ARRAY, 4, 4, 2, 0)).unwrap());
+    let other = ctx.add(maps::create(&attr(mt::ARRAY, 4, 4, 2, 0)).unwrap());
+    let d = ctx.put(0, &[1, 2, 3, 4]);
     assert_eq!(
-        call(&mut ctx, id::PERF_EVENT_OUTPUT, [0; 5]).unwrap(),
-        neg(libc::EOPNOTSUPP)
+        call(&mut ctx, id::PERF_EVENT_OUTPUT, [0, other, 0, d, 4]).unwrap(),
+        neg(libc::EINVAL)
+    );
+    assert_eq!(
+        call(&mut ctx, id::PERF_EVENT_OUTPUT, [0, pa, 1, d, 4]).unwrap(),
+        neg(libc::ENOENT)
+    );
+    assert_eq!(
+        call(&mut ctx, id::PERF_EVENT_OUTPUT, [0, pa, 1 << 60, d, 4]).unwrap(),
+        neg(libc::EINVAL)
+    );
+    assert_eq!(
+        call(&mut ctx, id::PERF_EVENT_OUTPUT, [0, pa, 7, d, 4]).unwrap(),
+        neg(libc::E2BIG)
+    );
+    assert_eq!(
+        call(
+            &mut ctx,
+            id::PERF_EVENT_OUTPUT,
+            [0, pa, 0xf_ffff << 32, d, 4]
+        )
+        .unwrap(),
+        neg(libc::EFAULT)
     );
     // fib_lookup without a routing service: -EOPNOTSUPP; bad size: -EINVAL.
     let p = ctx.put(0, &[libc::AF_INET as u8; 64]);

@@ -20,6 +20,7 @@ pub mod devmap;
 pub mod hash;
 pub mod lpm_trie;
 pub mod map_in_map;
+pub mod perf_event_array;
 pub mod prog_array;
 pub mod queue_stack;
 pub mod reserve;
@@ -566,6 +567,7 @@ pub fn create_with(attr: &MapAttr, opts: CreateOpts) -> Result<Arc<dyn Map>, Map
         PROG_ARRAY => Arc::new(prog_array::ProgArray::new(attr, &opts)?),
         DEVMAP | DEVMAP_HASH => Arc::new(devmap::DevMap::new(attr, &opts)?),
         RINGBUF => ringbuf::RingBuf::new(attr, &opts)?,
+        PERF_EVENT_ARRAY => Arc::new(perf_event_array::PerfEventArray::new(attr, &opts)?),
         QUEUE | STACK => Arc::new(queue_stack::QueueStack::new(attr, &opts)?),
         other => {
             tracing::warn!(

@@ -230,6 +230,25 @@ impl Shmem {
         })
     }
 
+    /// `len` bytes of the existing memfd `fd` (grown to `len`), mapped shared and
+    /// populated now; the mapping keeps its own duplicate of the fd.
+    pub fn map_memfd(fd: &OwnedFd, len: usize) -> Result<Self, MapError> {
+        if len == 0 || !len.is_multiple_of(page_size()) || len as u64 > total_ram() {
+            return Err(MapError::Inval);
+        }
+        let fd = fd.try_clone().map_err(|_| MapError::NoMem)?;
+        // SAFETY: ftruncate on our own fd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(MapError::NoMem);
+        }
+        let ptr = map_reserved(len, libc::MAP_SHARED, fd.as_raw_fd())?;
+        Ok(Self {
+            ptr,
+            len,
+            backing: Backing::Mmap { fd, len },
+        })
+    }
+
     /// Length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
@@ -366,6 +385,31 @@ pub fn lock_word(addr: u64, proof: &[u8]) -> Option<&AtomicU32> {
     // SAFETY: `proof` is a live, region-checked slice of at least 4 bytes starting at
     // `addr` (aligned); the result borrows it.
     Some(unsafe { &*(addr as *const AtomicU32) })
+}
+
+/// An empty memfd named `name` (sized later, by [`Shmem::map_memfd`]).
+pub fn memfd_unsized(name: &str) -> Result<OwnedFd, MapError> {
+    let cname = CString::new(name).map_err(|_| MapError::Inval)?;
+    // SAFETY: `cname` is a valid C string.
+    let raw = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(MapError::NoMem);
+    }
+    // SAFETY: memfd_create returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Nanoseconds of clock `clock` (0 if it cannot be read).
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `t`.
+    if unsafe { libc::clock_gettime(clock, &mut t) } != 0 {
+        return 0;
+    }
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// A non-blocking eventfd (ring buffer wake-ups for the supervisor's epoll emulation).
