@@ -16,6 +16,7 @@ pub mod call;
 pub mod daemon;
 pub mod epoll;
 pub mod fsys;
+pub mod names;
 pub mod netlink;
 pub mod nl;
 pub mod perf_event;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod run;
 pub mod sys;
 pub mod tasks;
+pub mod top;
 
 /// Sets up tracing from RUST_LOG (or `default` when unset), to stderr.
 pub fn init_tracing(default: &str) {

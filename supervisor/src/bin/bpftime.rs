@@ -1,4 +1,5 @@
-//! `bpftime`: the daemon (`bpftime daemon`), `bpftime status [--json]`, `bpftime stop`,
+//! `bpftime`: the daemon (`bpftime daemon`), `bpftime status [--json]`, `bpftime top`,
+//! `bpftime stop`,
 //! `bpftime tracelog` (the `bpf_trace_printk` output, as `bpftool prog tracelog`).
 
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use bpftime_supervisor::names;
 use bpftime_supervisor::proto::{self, Request};
 
 #[derive(Parser, Debug)]
@@ -34,12 +36,19 @@ enum Cmd {
         /// <socket dir>/<socket name>.bpffs for a socket not named bpftimed.sock).
         #[arg(long)]
         bpffs: Option<PathBuf>,
+        /// Serve Prometheus/OpenMetrics text on http://ADDR/metrics (e.g.
+        /// 127.0.0.1:9435); off by default.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Programs, maps, links, pins and attachments of the daemon.
     Status {
         #[arg(long)]
         json: bool,
     },
+    /// A live view: packets per second per interface, queue and verdict, program run
+    /// rates (q quits, s sorts, arrows select).
+    Top,
     /// Stop the daemon (clean shutdown).
     Stop,
     /// Print `bpf_trace_printk` output as it comes (the daemon's trace pipe, as
@@ -56,13 +65,15 @@ fn main() {
     });
     let socket = proto::socket_path(cli.socket);
     let r = match cli.cmd {
-        Cmd::Daemon { bpffs } => {
+        Cmd::Daemon { bpffs, metrics } => {
             bpftime_supervisor::daemon::run(bpftime_supervisor::daemon::DaemonOpts {
                 socket,
                 bpffs,
+                metrics,
             })
         }
         Cmd::Status { json } => status(&socket, json),
+        Cmd::Top => bpftime_supervisor::top::run(&socket),
         Cmd::Stop => stop(&socket),
         Cmd::Tracelog => tracelog(&socket),
     };
@@ -104,45 +115,57 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
     );
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
     println!(
-        "\nPROGRAMS\n{:>5}  {:<5} {:<16} {:<16} {:>6}  maps",
-        "id", "type", "name", "tag", "insns"
+        "\nPROGRAMS\n{:>5}  {:<14} {:<16} {:<16} {:>6} {:>9} {:>9}  maps",
+        "id", "type", "name", "tag", "insns", "runs", "ns/run"
     );
     for p in list("programs") {
+        let (cnt, ns) = (
+            p["run_cnt"].as_u64().unwrap_or(0),
+            p["run_time_ns"].as_u64().unwrap_or(0),
+        );
+        // Run counts exist while BPF_ENABLE_STATS is on (as in the kernel).
+        let per_run = if cnt > 0 {
+            format!("{:.1}", ns as f64 / cnt as f64)
+        } else {
+            "-".into()
+        };
         println!(
-            "{:>5}  {:<5} {:<16} {:<16} {:>6}  {}",
+            "{:>5}  {:<14} {:<16} {:<16} {:>6} {:>9} {:>9}  {}",
             s(&p["id"]),
-            s(&p["type"]),
+            s(&p["type_name"]),
             s(&p["name"]),
             s(&p["tag"]),
             s(&p["insns"]),
+            names::human(cnt as f64),
+            per_run,
             s(&p["map_ids"])
         );
     }
     println!(
-        "\nMAPS\n{:>5}  {:<5} {:<16} {:>5} {:>6} {:>8} {:>8}",
-        "id", "type", "name", "key", "value", "max", "flags"
+        "\nMAPS\n{:>5}  {:<16} {:<16} {:>5} {:>6} {:>8}  flags",
+        "id", "type", "name", "key", "value", "max"
     );
     for m in list("maps") {
         println!(
-            "{:>5}  {:<5} {:<16} {:>5} {:>6} {:>8} {:>#8x}",
+            "{:>5}  {:<16} {:<16} {:>5} {:>6} {:>8}  {}",
             s(&m["id"]),
-            s(&m["type"]),
+            s(&m["type_name"]),
             s(&m["name"]),
             s(&m["key_size"]),
             s(&m["value_size"]),
             s(&m["max_entries"]),
-            m["flags"].as_u64().unwrap_or(0)
+            s(&m["flag_names"])
         );
     }
     println!(
-        "\nLINKS\n{:>5}  {:<5} {:>7} {:>7}",
+        "\nLINKS\n{:>5}  {:<8} {:>7} {:>7}",
         "id", "type", "prog", "ifindex"
     );
     for l in list("links") {
         println!(
-            "{:>5}  {:<5} {:>7} {:>7}",
+            "{:>5}  {:<8} {:>7} {:>7}",
             s(&l["id"]),
-            s(&l["type"]),
+            s(&l["type_name"]),
             s(&l["prog_id"]),
             s(&l["ifindex"])
         );
@@ -175,16 +198,21 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
             s(&a["program"]),
             holder,
             s(&o["prog_id"]),
-            s(&a["rx_packets"]),
-            s(&a["drop"]),
-            s(&a["pass"]),
-            s(&a["tx"]),
-            s(&a["redirect"]),
-            s(&a["aborted"])
+            h(&a["rx_packets"]),
+            h(&a["drop"]),
+            h(&a["pass"]),
+            h(&a["tx"]),
+            h(&a["redirect"]),
+            h(&a["aborted"])
         );
     }
     println!("\nTARGETS: {}", list("targets").len());
     Ok(())
+}
+
+/// A JSON count with a unit prefix (1.23k, 45.6M).
+fn h(v: &Value) -> String {
+    v.as_u64().map_or_else(|| s(v), |n| names::human(n as f64))
 }
 
 /// A JSON value as plain text (strings unquoted), for padded columns.

@@ -1,6 +1,7 @@
 //! The daemon (`bpftime daemon`): owns the emulated kernel state, serves the
 //! socket (hello, register, status, stop) and one notification thread per target.
 
+pub mod metrics;
 pub mod notify;
 pub mod status;
 pub mod store;
@@ -69,6 +70,8 @@ pub struct DaemonOpts {
     pub socket: PathBuf,
     /// None: `<socket dir>/bpffs`.
     pub bpffs: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`--metrics`); None: off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The socket's default name: its daemon's files keep their plain names beside it.
@@ -261,6 +264,9 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
     });
     let _ = d.me.set(Arc::downgrade(&d));
     mount_bpffs(&d, &bpffs)?;
+    if let Some(addr) = opts.metrics {
+        metrics::serve(d.clone(), addr)?;
+    }
     {
         let d = d.clone();
         std::thread::Builder::new()

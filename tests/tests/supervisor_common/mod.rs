@@ -64,6 +64,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Self::start_with(&[])
+    }
+
+    /// A daemon with more `bpftime daemon` arguments.
+    pub fn start_with(args: &[&str]) -> Daemon {
         let dir = TempDir::new("daemon");
         let socket = dir.path().join("bpftimed.sock");
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
@@ -71,6 +76,7 @@ impl Daemon {
             .arg("daemon")
             .arg("--socket")
             .arg(&socket)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
