@@ -1,4 +1,5 @@
-//! CPU affinity and the CPU a worker runs on (`sched_setaffinity`, `sched_getcpu`).
+//! CPU affinity, the CPU a worker runs on and the CPU time it used
+//! (`sched_setaffinity`, `sched_getcpu`, `pthread_getcpuclockid`).
 
 use std::io;
 
@@ -26,4 +27,25 @@ pub fn current() -> u32 {
 /// Number of online CPUs.
 pub fn online() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU time (user + system) used so far by the live thread `t`, in nanoseconds; 0 if it
+/// cannot be read.
+pub fn thread_cpu_ns(t: &std::thread::JoinHandle<()>) -> u64 {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the handle's thread has not been joined (we hold the handle), so its
+    // pthread_t is valid; the call writes one clockid_t.
+    if unsafe { libc::pthread_getcpuclockid(t.as_pthread_t(), &mut clock) } != 0 {
+        return 0;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -204,6 +204,8 @@ pub struct QueueStats {
     pub kernel_rx_dropped: u64,
     pub kernel_rx_ring_full: u64,
     pub kernel_fill_ring_empty: u64,
+    /// CPU time the queue's worker thread has used (user + system), nanoseconds.
+    pub worker_cpu_ns: u64,
 }
 
 impl QueueStats {
@@ -223,6 +225,7 @@ impl QueueStats {
         self.kernel_rx_dropped += o.kernel_rx_dropped;
         self.kernel_rx_ring_full += o.kernel_rx_ring_full;
         self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
+        self.worker_cpu_ns += o.worker_cpu_ns;
     }
 }
 
@@ -311,7 +314,10 @@ impl Attachment {
             .counters
             .iter()
             .enumerate()
-            .map(|(q, c)| c.snapshot(q as u32))
+            .map(|(q, c)| QueueStats {
+                worker_cpu_ns: self.workers.get(q).map_or(0, cpu::thread_cpu_ns),
+                ..c.snapshot(q as u32)
+            })
             .collect();
         let mut total = QueueStats {
             queue: queues.len() as u32,

@@ -74,6 +74,7 @@ impl QueueCounters {
             kernel_rx_dropped: g(&self.k_rx_dropped),
             kernel_rx_ring_full: g(&self.k_rx_ring_full),
             kernel_fill_ring_empty: g(&self.k_fill_empty),
+            worker_cpu_ns: 0,
         }
     }
 }

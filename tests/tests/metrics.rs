@@ -136,6 +136,10 @@ fn a_scrape_matches_status() {
         );
     }
     assert!(a["pass"].as_u64().unwrap() >= 50, "{a}");
+    assert!(
+        sum(&scrape, "bpftime_xdp_worker_cpu_seconds_total", &iface) > 0.0,
+        "the worker ran:\n{body}"
+    );
     let progs = st["programs"].as_array().unwrap().len() as f64;
     assert_eq!(sum(&scrape, "bpftime_programs", &[]), progs, "{body}");
     assert_eq!(sum(&scrape, "bpftime_attachments", &[]), 1.0, "{body}");

@@ -179,8 +179,8 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("{:<6} {:>5}  {}", s(&p["kind"]), s(&p["id"]), s(&p["path"]));
     }
     println!(
-        "\nATTACHMENTS\n{:>3}  {:<12} {:>7} {:<4} {:<16} {:<10} {:>5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
-        "id", "ifname", "ifindex", "mode", "program", "holder", "prog", "rx", "drop", "pass", "tx",
+        "\nATTACHMENTS (packets, totals)\n{:>3}  {:<12} {:>7} {:<10} {:<16} {:<10} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "id", "ifname", "ifindex", "mode", "program", "holder", "prog", "rx", "rx bytes", "drop", "pass", "tx",
         "redirect", "aborted"
     );
     for a in list("attachments") {
@@ -189,16 +189,23 @@ fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
             ("link", id) => format!("link {}", s(id)),
             (h, _) => h.to_string(),
         };
+        // As `bpftool net` names the attach modes.
+        let mode = match s(&a["mode"]).as_str() {
+            "Skb" => "xdpgeneric".to_string(),
+            "Drv" => "xdpdrv".to_string(),
+            m => m.to_lowercase(),
+        };
         println!(
-            "{:>3}  {:<12} {:>7} {:<4} {:<16} {:<10} {:>5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+            "{:>3}  {:<12} {:>7} {:<10} {:<16} {:<10} {:>5} {:>8} {:>7}B {:>8} {:>8} {:>8} {:>8} {:>8}",
             s(&a["id"]),
             s(&a["ifname"]),
             s(&a["ifindex"]),
-            s(&a["mode"]),
+            mode,
             s(&a["program"]),
             holder,
             s(&o["prog_id"]),
             h(&a["rx_packets"]),
+            h(&a["rx_bytes"]),
             h(&a["drop"]),
             h(&a["pass"]),
             h(&a["tx"]),

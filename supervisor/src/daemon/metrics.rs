@@ -10,6 +10,7 @@
 //! | `bpftime_xdp_packets_total` | counter | interface, ifindex, mode, queue, verdict |
 //! | `bpftime_xdp_rx_packets_total`, `_rx_bytes_total` | counter | interface, ifindex, mode, queue |
 //! | `bpftime_xdp_exceptions_total`, `_pass_failures_total`, `_tx_failures_total`, `_redirect_failures_total`, `_kernel_rx_dropped_total`, `_kernel_rx_ring_full_total` | counter | same |
+//! | `bpftime_xdp_worker_cpu_seconds_total` | counter | same |
 //! | `bpftime_prog_runs_total`, `bpftime_prog_run_time_seconds_total` | counter | id, name, prog_type |
 //! | `bpftime_programs`, `bpftime_maps`, `bpftime_links`, `bpftime_attachments` | gauge | |
 //! | `bpftime_notifications_total` | counter | |
@@ -101,6 +102,12 @@ pub fn render(d: &Daemon) -> String {
     for (name, help, f) in &queue_counters {
         reg.register(*name, *help, f.clone());
     }
+    let cpu = Family::<QueueLabels, Counter<f64, AtomicU64>>::default();
+    reg.register(
+        "xdp_worker_cpu_seconds",
+        "CPU time of the queue's worker thread",
+        cpu.clone(),
+    );
     for (id, st) in d.dataplane.list() {
         let _ = id;
         for q in &st.queues {
@@ -140,6 +147,7 @@ pub fn render(d: &Daemon) -> String {
             for ((_, _, f), v) in queue_counters.iter().zip(values) {
                 f.get_or_create(&l).inc_by(v);
             }
+            cpu.get_or_create(&l).inc_by(q.worker_cpu_ns as f64 / 1e9);
         }
     }
     let runs = Family::<ProgLabels, Counter>::default();

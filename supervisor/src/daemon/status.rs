@@ -112,6 +112,7 @@ fn counters(q: &bpftime_netdev::QueueStats) -> Value {
         "tx_failures": q.tx_failures, "redirect_failures": q.redirect_failures,
         "kernel_rx_dropped": q.kernel_rx_dropped, "kernel_rx_ring_full": q.kernel_rx_ring_full,
         "kernel_fill_ring_empty": q.kernel_fill_ring_empty,
+        "worker_cpu_ns": q.worker_cpu_ns,
     })
 }
 

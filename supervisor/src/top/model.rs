@@ -51,6 +51,8 @@ pub struct IfRow {
     pub tx_pps: f64,
     pub redirect_pps: f64,
     pub aborted_pps: f64,
+    /// Share of one CPU the worker(s) used over the last interval (1.0 = a full core).
+    pub cpu: f64,
     /// Totals since attach.
     pub exceptions: u64,
     pub kernel_drops: u64,
@@ -156,6 +158,7 @@ impl Model {
             tx_pps: rate(a, p, "tx", dt),
             redirect_pps: rate(a, p, "redirect", dt),
             aborted_pps: rate(a, p, "aborted", dt),
+            cpu: rate(a, p, "worker_cpu_ns", dt) / 1e9,
             exceptions: u(&a["exceptions"]),
             kernel_drops: u(&a["kernel_rx_dropped"]) + u(&a["kernel_rx_ring_full"]),
             pass_failures: u(&a["pass_failures"]),
@@ -281,6 +284,7 @@ mod tests {
     fn snap(rx: u64, pass: u64, q: [u64; 2], runs: u64, ns: u64) -> Value {
         json!({"attachments": [{"id": 1, "ifname": "veth0", "mode": "Drv", "program": "p",
             "rx_packets": rx, "pass": pass, "drop": rx - pass, "exceptions": 2,
+            "worker_cpu_ns": rx * 10_000_000,
             "per_queue": [{"queue": 0, "rx_packets": q[0]}, {"queue": 1, "rx_packets": q[1]}]}],
             "programs": [{"id": 7, "name": "p", "type_name": "xdp", "run_cnt": runs, "run_time_ns": ns}]})
     }
@@ -301,6 +305,7 @@ mod tests {
         assert_eq!(rows[0].pass_pps, 25.0);
         assert_eq!(rows[0].drop_pps, 75.0);
         assert_eq!(rows[0].exceptions, 2);
+        assert!((rows[0].cpu - 1.0).abs() < 1e-9, "{}", rows[0].cpu);
         assert_eq!(rows[0].mode, "drv");
         assert_eq!((rows[1].queue, rows[1].rx_pps), (Some(0), 50.0));
         assert_eq!((rows[2].queue, rows[2].rx_pps), (Some(1), 50.0));

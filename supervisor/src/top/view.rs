@@ -23,7 +23,7 @@ pub fn draw(f: &mut Frame<'_>, m: &Model, error: Option<&str>) {
     let head = match (st, error) {
         (_, Some(e)) => format!("bpftime top — {e}"),
         (Some(s), None) => format!(
-            "bpftime top · pid {} · {} ifaces · {} progs · sort {} [s] · select ↑↓ · quit q",
+            "bpftime top  pid {}  {} interfaces  {} programs  sort {} (s)  q quits",
             s["pid"],
             m.interface_count(),
             s["programs"].as_array().map_or(0, |p| p.len()),
@@ -47,6 +47,7 @@ pub fn draw(f: &mut Frame<'_>, m: &Model, error: Option<&str>) {
             "pass/s",
             "tx/s",
             "redir/s",
+            "cpu%",
             "exc",
             "kdrop",
             "pfail",
@@ -77,6 +78,7 @@ pub fn draw(f: &mut Frame<'_>, m: &Model, error: Option<&str>) {
                 Cell::from(human(r.pass_pps.round())),
                 Cell::from(human(r.tx_pps.round())),
                 Cell::from(human(r.redirect_pps.round())),
+                Cell::from(format!("{:.0}", r.cpu * 100.0)),
                 Cell::from(human(r.exceptions as f64)),
                 Cell::from(human(r.kernel_drops as f64)),
                 Cell::from(human(r.pass_failures as f64)),
@@ -89,24 +91,25 @@ pub fn draw(f: &mut Frame<'_>, m: &Model, error: Option<&str>) {
         })
         .collect();
     let widths = [
-        Constraint::Length(14),
+        Constraint::Length(12),
         Constraint::Length(2),
         Constraint::Length(4),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(7),
+        Constraint::Length(4),
         Constraint::Length(5),
-        Constraint::Length(6),
+        Constraint::Length(5),
         Constraint::Length(5),
     ];
     f.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(Block::new().borders(Borders::TOP).title(
-                "interfaces (packets per second; totals: exceptions, kernel drops, PASS failures)",
-            )),
+        Table::new(rows, widths).header(header).block(
+            Block::new()
+                .borders(Borders::TOP)
+                .title("interfaces (per second; cpu% of a core; totals: exc, kdrop, pfail)"),
+        ),
         ifs,
     );
 
