@@ -596,3 +596,26 @@ fn kernel_then_both_back_ends(src: &str, what: &str) -> (String, Vec<(String, Da
     }
     (native, ours)
 }
+
+/// Which maps each helper takes (the kernel's check_map_func_compatibility and its
+/// write check on maps programs may only read): 8 map types x 11 helpers, each a
+/// one-call program, refused or run as on the kernel, on both back ends.
+#[test]
+fn helpers_take_the_maps_the_kernel_allows() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    cases_answer_as_the_kernel(
+        "sv_mapfunc.c",
+        "map/helper programs",
+        &[
+            "prog_array_lookup EINVAL",
+            "array_tail_call EINVAL",
+            "perf_event_array_perf_event_output ran 2",
+            "ringbuf_lookup EACCES",
+            "devmap_update EACCES",
+            "devmap_peek EINVAL",
+            "queue_push ran 2",
+        ],
+    );
+}

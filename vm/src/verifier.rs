@@ -101,6 +101,9 @@ struct Reg {
     /// For a map (`K_MAP`): the key size of an ARRAY or PERCPU_ARRAY, whose lookup
     /// with a key of zero bytes cannot fail (0: another map or not known).
     array_ks: u32,
+    /// For a map (`K_MAP`): which one (index + 1 in the program's maps; 0: not known,
+    /// or different maps on different paths).
+    map: u32,
     /// A number known to be 0 on every path.
     zero: bool,
 }
@@ -112,6 +115,7 @@ impl Reg {
             off: None,
             id: 0,
             array_ks: 0,
+            map: 0,
             zero: false,
         }
     }
@@ -137,6 +141,7 @@ impl Reg {
             } else {
                 0
             },
+            map: if self.map == o.map { self.map } else { 0 },
             zero: self.zero && o.zero,
         }
     }
@@ -332,6 +337,8 @@ impl State {
 struct Seen {
     visited: bool,
     k: [Kinds; 11],
+    /// Per register, the map it holds on every visit (`Reg::map`; u32::MAX: several).
+    map: [u32; 11],
     /// Stack offset of the memory base register: 0 none seen, 1 one value, 2 several/unknown.
     off_state: u8,
     off: i32,
@@ -394,6 +401,8 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
     let mut imm64: Vec<u64> = vec![0; n];
     // Per ld_imm64 of an ARRAY/PERCPU_ARRAY map: its key size (see `Reg::array_ks`).
     let mut array_ks: Vec<u32> = vec![0; n];
+    // Per ld_imm64 of a map: which one (index + 1 in `maps`; see `Reg::map`).
+    let mut map_at: Vec<u32> = vec![0; n];
     let mut second_half = vec![false; n];
     let mut i = 0;
     while i < n {
@@ -514,8 +523,15 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                     }
                     map_handle(&map)
                 };
-                if !maps.iter().any(|m| Arc::ptr_eq(m, &map)) {
-                    maps.push(map);
+                let pos = match maps.iter().position(|m| Arc::ptr_eq(m, &map)) {
+                    Some(p) => p,
+                    None => {
+                        maps.push(map);
+                        maps.len() - 1
+                    }
+                };
+                if insn.src == BPF_PSEUDO_MAP_FD || insn.src == BPF_PSEUDO_MAP_IDX {
+                    map_at[i] = pos as u32 + 1;
                 }
                 v
             }
@@ -780,17 +796,30 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
     // 5. Types (kernel modes).
     let mut ctx_field: Vec<Option<(i32, u8)>> = vec![None; n];
     let seen = if kernel {
+        let map_at: Vec<MapAt> = array_ks
+            .iter()
+            .zip(&map_at)
+            .map(|(&array_ks, &map)| MapAt { array_ks, map })
+            .collect();
         let seen = analyse(
             insns,
-            &array_ks,
+            &map_at,
             &starts,
             &subprog_of,
             &second_half,
             inp.mode,
             n,
         );
-        check_types(insns, &seen, inp.mode, &arg_kinds, &mut ctx_field, &mut log)
-            .map_err(|e| with_insn(e, insns))?;
+        check_types(
+            insns,
+            &seen,
+            inp.mode,
+            &arg_kinds,
+            &maps,
+            &mut ctx_field,
+            &mut log,
+        )
+        .map_err(|e| with_insn(e, insns))?;
         Some(seen)
     } else {
         None
@@ -1175,11 +1204,18 @@ fn check_encoding(i: usize, insn: Insn, mode: Mode, log: &mut String) -> Result<
     }
 }
 
+/// What an ld_imm64 of a map loads (see `Reg::array_ks`, `Reg::map`).
+#[derive(Clone, Copy)]
+struct MapAt {
+    array_ks: u32,
+    map: u32,
+}
+
 /// The abstract interpretation: for each instruction, the union of register kinds
 /// reaching it.
 fn analyse(
     insns: &[Insn],
-    array_ks: &[u32],
+    map_at: &[MapAt],
     starts: &[usize],
     subprog_of: &dyn Fn(usize) -> usize,
     second_half: &[bool],
@@ -1271,6 +1307,12 @@ fn analyse(
                 sn.held_ref = s.refs.first().copied().unwrap_or(0);
             }
             for r in 0..11 {
+                let m = s.regs[r].map;
+                sn.map[r] = match (sn.k[r] == 0, sn.map[r]) {
+                    (true, _) => m,
+                    (false, old) if old == m => m,
+                    _ => u32::MAX,
+                };
                 sn.k[r] |= s.regs[r].k;
                 if s.regs[r].k & K_NULL != 0 && s.regs[r].id != 0 {
                     sn.null_from[r] = s.regs[r].id;
@@ -1381,7 +1423,8 @@ fn analyse(
                             0 if insn.imm == 0 && insns[pc + 1].imm == 0 => Reg::zero(),
                             0 => Reg::kind(K_SCALAR),
                             BPF_PSEUDO_MAP_FD | BPF_PSEUDO_MAP_IDX => Reg {
-                                array_ks: array_ks[pc],
+                                array_ks: map_at[pc].array_ks,
+                                map: map_at[pc].map,
                                 ..Reg::kind(K_MAP)
                             },
                             BPF_PSEUDO_FUNC => Reg::kind(K_FUNC),
@@ -1655,11 +1698,93 @@ fn kinds_name(k: Kinds) -> &'static str {
 
 /// The kernel's type errors, decided on the joined kinds (a set that is exactly one
 /// kind means "on every path"), and the context rewrite decisions.
+/// The kernel's `record_func_map` write check and `check_map_func_compatibility`:
+/// which helpers may be given which maps (EACCES for a write into a map programs may
+/// only read, EINVAL for a map the helper does not take).
+fn map_func_compatible(
+    i: usize,
+    a: &crate::maps::MapAttr,
+    spec: &HelperSpec,
+    log: &mut String,
+) -> Result<(), LoadError> {
+    use crate::helpers::id::*;
+    use crate::maps::map_flags::BPF_F_RDONLY_PROG;
+    use map_type as mt;
+    // Helper and map type numbers bpftime does not run, named only here.
+    const PERF_EVENT_READ: u32 = 22;
+    const PERF_EVENT_READ_VALUE: u32 = 55;
+    const SKB_OUTPUT: u32 = 111;
+    const XDP_OUTPUT: u32 = 121;
+    const MAP_LOOKUP_PERCPU_ELEM: u32 = 195;
+    const CPUMAP: u32 = 16;
+    let f = spec.id;
+    // DEVMAP and DEVMAP_HASH are read-only to programs (dev_map_alloc adds the flag).
+    let rdonly =
+        a.map_flags & BPF_F_RDONLY_PROG != 0 || matches!(a.map_type, mt::DEVMAP | mt::DEVMAP_HASH);
+    if rdonly
+        && matches!(
+            f,
+            MAP_DELETE_ELEM | MAP_UPDATE_ELEM | MAP_PUSH_ELEM | MAP_POP_ELEM
+        )
+    {
+        return Err(fail(EACCES, log, format!("{i}: write into map forbidden")));
+    }
+    let perf = [
+        PERF_EVENT_OUTPUT,
+        PERF_EVENT_READ,
+        PERF_EVENT_READ_VALUE,
+        SKB_OUTPUT,
+        XDP_OUTPUT,
+    ];
+    let ring = [RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_QUERY];
+    // By map: the helpers a map of this type may be given.
+    let map_ok = match a.map_type {
+        mt::PROG_ARRAY => f == TAIL_CALL,
+        mt::PERF_EVENT_ARRAY => perf.contains(&f),
+        mt::RINGBUF => ring.contains(&f),
+        mt::DEVMAP | mt::DEVMAP_HASH | mt::XSKMAP => f == REDIRECT_MAP || f == MAP_LOOKUP_ELEM,
+        CPUMAP => f == REDIRECT_MAP,
+        mt::ARRAY_OF_MAPS | mt::HASH_OF_MAPS => f == MAP_LOOKUP_ELEM,
+        mt::QUEUE | mt::STACK => matches!(f, MAP_PEEK_ELEM | MAP_POP_ELEM | MAP_PUSH_ELEM),
+        _ => true,
+    };
+    // By helper: the map types it takes.
+    let func_ok = match f {
+        TAIL_CALL => a.map_type == mt::PROG_ARRAY,
+        _ if perf.contains(&f) => a.map_type == mt::PERF_EVENT_ARRAY,
+        _ if ring.contains(&f) => a.map_type == mt::RINGBUF,
+        REDIRECT_MAP => matches!(
+            a.map_type,
+            mt::DEVMAP | mt::DEVMAP_HASH | CPUMAP | mt::XSKMAP
+        ),
+        MAP_POP_ELEM | MAP_PEEK_ELEM | MAP_PUSH_ELEM => {
+            matches!(a.map_type, mt::QUEUE | mt::STACK)
+        }
+        MAP_LOOKUP_PERCPU_ELEM => matches!(
+            a.map_type,
+            mt::PERCPU_ARRAY | mt::PERCPU_HASH | mt::LRU_PERCPU_HASH
+        ),
+        _ => true,
+    };
+    if map_ok && func_ok {
+        return Ok(());
+    }
+    Err(fail(
+        EINVAL,
+        log,
+        format!(
+            "{i}: cannot pass map_type {} into func {}#{}",
+            a.map_type, spec.name, f
+        ),
+    ))
+}
+
 fn check_types(
     insns: &[Insn],
     seen: &[Seen],
     mode: Mode,
     helper_specs: &[Option<&'static HelperSpec>],
+    maps: &[Arc<dyn Map>],
     ctx_field: &mut [Option<(i32, u8)>],
     log: &mut String,
 ) -> Result<(), LoadError> {
@@ -1956,6 +2081,9 @@ fn check_types(
                         _ => {}
                     }
                     if let Some(spec) = helper_specs[i] {
+                        // The map argument, when it is one known map on every path (the
+                        // kernel's meta->map_ptr).
+                        let mut meta: Option<&Arc<dyn Map>> = None;
                         for (a, kind) in spec.args.iter().enumerate() {
                             let r = a as u8 + 1;
                             if *kind == ArgKind::None {
@@ -1963,6 +2091,25 @@ fn check_types(
                             }
                             read(log, r)?;
                             let rk = k(r);
+                            let m = sn.map[r as usize];
+                            if *kind == ArgKind::Map && rk == K_MAP && m != 0 && m != u32::MAX {
+                                meta = maps.get(m as usize - 1);
+                            }
+                            if let (ArgKind::MapKey | ArgKind::MapValue, Some(map)) = (kind, meta) {
+                                let a = map.attr();
+                                let size = if *kind == ArgKind::MapKey {
+                                    a.key_size
+                                } else {
+                                    a.value_size
+                                };
+                                if size == 0 {
+                                    return Err(fail(
+                                        EACCES,
+                                        log,
+                                        format!("{i}: R{r} invalid zero-sized read"),
+                                    ));
+                                }
+                            }
                             let id = insn.imm as u32;
                             let nullable_ok = *kind == ArgKind::Anything
                                 || (id == crate::helpers::id::CSUM_DIFF && *kind == ArgKind::Mem);
@@ -2021,6 +2168,9 @@ fn check_types(
                                     ),
                                 ));
                             }
+                        }
+                        if let Some(map) = meta {
+                            map_func_compatible(i, map.attr(), spec, log)?;
                         }
                     }
                 }
