@@ -406,9 +406,81 @@ fn iperf(pair: &VethPair, secs: u32) -> (f64, u64) {
     )
 }
 
+/// A UDP flood from a to b for `secs` (64-byte datagrams, as fast as one sender
+/// thread goes) while b counts what its socket receives and a pings b every 10 ms:
+/// (datagrams delivered per second, ping RTTs under that load in µs, datagrams sent).
+fn udp_flood(pair: &VethPair, secs: f64) -> (f64, Vec<f64>, u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let rx = pair
+        .b
+        .run(|| UdpSocket::bind("10.77.0.2:7100").unwrap())
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let tx = pair
+        .a
+        .run(|| UdpSocket::bind("10.77.0.1:0").unwrap())
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let got = Arc::new(AtomicU64::new(0));
+    let receiver = {
+        let (stop, got) = (stop.clone(), got.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if rx.recv(&mut buf).is_ok() {
+                    got.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let to: SocketAddr = "10.77.0.2:7100".parse().unwrap();
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if tx.send_to(&[0x42; 64], to).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let g0 = got.load(Ordering::Relaxed);
+    let t0 = std::time::Instant::now();
+    let rtt = ping_rtts(pair, (secs * 100.0) as u32, "0.01");
+    let dt = t0.elapsed().as_secs_f64();
+    let delivered = got.load(Ordering::Relaxed) - g0;
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    receiver.join().unwrap();
+    (delivered as f64 / dt, rtt, sent)
+}
+
+/// (worker CPU ns, frames received) of the daemon's attachment on `dev`, summed over queues.
+fn worker_counters(d: &Daemon, dev: &str) -> (u64, u64) {
+    let st = d.status();
+    st["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["ifname"] == dev)
+        .map(|a| {
+            (
+                a["worker_cpu_ns"].as_u64().unwrap_or(0),
+                a["rx_packets"].as_u64().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |x, y| (x.0 + y.0, x.1 + y.1))
+}
+
 /// Kernel XDP vs bpftime, same run, pass-all program on veth-b with default offloads:
-/// TCP throughput (iperf3, 4 s), idle ping RTT p50/p99 (100 pings, 20 ms apart) and the
-/// worker's CPU. Run with
+/// TCP throughput (iperf3, 4 s), idle ping RTT p50/p99 (100 pings, 20 ms apart), UDP
+/// datagrams delivered per second under a one-thread flood with the ping RTT under that
+/// load, and bpftime's worker CPU per frame. Run with
 /// `cargo test --release -p bpftime-tests --test real_traffic -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -431,30 +503,61 @@ fn traffic_bench() {
     let d = Daemon::start();
     let dev = pair.if_b.clone();
     println!(
-        "{:<11} {:<8} {:>10} {:>6} {:>9} {:>9}",
-        "mode", "who", "TCP Mbit/s", "retr", "RTT p50", "RTT p99"
+        "{:<11} {:<8} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "mode",
+        "who",
+        "TCP Mbit/s",
+        "retr",
+        "RTT p50",
+        "RTT p99",
+        "UDP pps",
+        "load p50",
+        "load p99",
+        "ns/frame"
     );
     for mode in ["xdpgeneric", "xdpdrv"] {
-        let mut kernel_tcp = 0.0;
+        let (mut kernel_tcp, mut kernel_pps) = (0.0, 0.0);
         for ours in [false, true] {
             let dm = ours.then_some(&d);
             ip_xdp(dm, &pair, &dev, &[mode, "obj", obj, "sec", "xdp"]);
             let (tcp, retr) = iperf(&pair, 4);
             let rtt = ping_rtts(&pair, 100, "0.02");
+            let (c0, n0) = if ours {
+                worker_counters(&d, &dev)
+            } else {
+                (0, 0)
+            };
+            let (pps, load_rtt, _) = udp_flood(&pair, 3.0);
+            let (c1, n1) = if ours {
+                worker_counters(&d, &dev)
+            } else {
+                (0, 0)
+            };
             ip_xdp(dm, &pair, &dev, &[mode, "off"]);
             let who = if ours { "bpftime" } else { "kernel" };
+            let per_frame = if ours && n1 > n0 {
+                format!("{:.0}", (c1 - c0) as f64 / (n1 - n0) as f64)
+            } else {
+                "-".into()
+            };
             let ratio = if ours && kernel_tcp > 0.0 {
-                format!(" ({:.1}% of the kernel)", 100.0 * tcp / kernel_tcp)
+                format!(
+                    " (TCP {:.1}%, UDP {:.1}% of the kernel)",
+                    100.0 * tcp / kernel_tcp,
+                    100.0 * pps / kernel_pps
+                )
             } else {
                 String::new()
             };
             if !ours {
-                kernel_tcp = tcp;
+                (kernel_tcp, kernel_pps) = (tcp, pps);
             }
             println!(
-                "{mode:<11} {who:<8} {tcp:>10.0} {retr:>6} {:>7.0}us {:>7.0}us{ratio}",
+                "{mode:<11} {who:<8} {tcp:>10.0} {retr:>6} {:>7.0}us {:>7.0}us {pps:>9.0} {:>7.0}us {:>7.0}us {per_frame:>9}{ratio}",
                 pct(&rtt, 0.5),
-                pct(&rtt, 0.99)
+                pct(&rtt, 0.99),
+                pct(&load_rtt, 0.5),
+                pct(&load_rtt, 0.99)
             );
         }
     }
