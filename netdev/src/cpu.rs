@@ -39,13 +39,5 @@ pub fn thread_cpu_ns(t: &std::thread::JoinHandle<()>) -> u64 {
     if unsafe { libc::pthread_getcpuclockid(t.as_pthread_t(), &mut clock) } != 0 {
         return 0;
     }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    bpftime_vm::maps::shmem::clock_ns(clock)
 }

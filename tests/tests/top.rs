@@ -82,13 +82,10 @@ fn top_shows_traffic_and_quits() {
     let d = Daemon::start();
     let pair = VethPair::new("top").unwrap();
     pair.wait_up(Duration::from_secs(5)).unwrap();
-    let o = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", pair.b.name()))
-        .arg(bin("bpftime-run"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args([
-            "--",
+    let obj = corpus::object("pass_all", Flavour::V3);
+    let o = d.run_in_netns(
+        pair.b.name(),
+        &[
             "ip",
             "link",
             "set",
@@ -96,11 +93,11 @@ fn top_shows_traffic_and_quits() {
             &pair.if_b,
             "xdpgeneric",
             "obj",
-        ])
-        .arg(corpus::object("pass_all", Flavour::V3))
-        .args(["sec", "xdp"])
-        .output()
-        .unwrap();
+            obj.to_str().unwrap(),
+            "sec",
+            "xdp",
+        ],
+    );
     assert!(
         o.status.success(),
         "attach: {}",

@@ -3,33 +3,10 @@
 
 /// Reads `len` bytes at `addr` of thread `tid`'s address space.
 pub fn read(tid: u32, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
-    let mut buf = vec![0u8; len];
     if len == 0 {
-        return Ok(buf);
+        return Ok(Vec::new());
     }
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: `local` describes `buf`, which is writable for `len` bytes; the remote
-    // iovec is only interpreted by the kernel in the other process.
-    let n = unsafe { libc::process_vm_readv(tid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    if n < 0 {
-        let e = super::errno();
-        return Err(if e == libc::ESRCH {
-            libc::ESRCH
-        } else {
-            libc::EFAULT
-        });
-    }
-    if n as usize != len {
-        return Err(libc::EFAULT);
-    }
-    Ok(buf)
+    read_regions(tid, &[(addr, len)])?.pop().ok_or(libc::EFAULT)
 }
 
 /// Reads up to 4 regions of thread `tid` in one call; returns those read whole, in

@@ -132,6 +132,20 @@ impl Daemon {
         self.run_cmd(args).output().expect("running bpftime-run")
     }
 
+    /// `nsenter --net=/run/netns/NS bpftime-run --socket S -- args...`: the command's
+    /// interfaces resolve in namespace `ns`.
+    pub fn run_in_netns(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg(bin("bpftime-run"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("running bpftime-run in a namespace")
+    }
+
     /// `bpftime status --json`.
     pub fn status(&self) -> serde_json::Value {
         let out = Command::new(bin("bpftime"))

@@ -21,9 +21,9 @@
 use std::any::Any;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::prog_array::{array_next, fd_array_check, index};
+use super::prog_array::{array_next, fd_array_check, index, FdSlots};
 use super::shmem::{self, Shmem};
 use super::{Common, CreateOpts, Map, MapAttr, MapError};
 use crate::run::HelperCtx;
@@ -270,7 +270,7 @@ impl PerfEvent {
 /// A PERF_EVENT_ARRAY map: index -> perf event (stored by the supervisor from fds).
 pub struct PerfEventArray {
     c: Common,
-    slots: RwLock<Vec<Option<Arc<PerfEvent>>>>,
+    slots: FdSlots<Arc<PerfEvent>>,
 }
 
 impl PerfEventArray {
@@ -280,13 +280,9 @@ impl PerfEventArray {
             map_flags: attr.map_flags & !super::map_flags::BPF_F_PRESERVE_ELEMS,
             ..attr.clone()
         })?;
-        let mut v = Vec::new();
-        v.try_reserve_exact(attr.max_entries as usize)
-            .map_err(|_| MapError::NoMem)?;
-        v.resize(attr.max_entries as usize, None);
         Ok(Self {
             c: Common::new(attr, opts),
-            slots: RwLock::new(v),
+            slots: FdSlots::new(attr.max_entries)?,
         })
     }
 
@@ -304,18 +300,12 @@ impl PerfEventArray {
 
     /// `BPF_MAP_UPDATE_ELEM` with a resolved perf event.
     pub fn set(&self, idx: u32, ev: Arc<PerfEvent>) -> Result<(), MapError> {
-        let mut s = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let slot = s.get_mut(idx as usize).ok_or(MapError::TooBig)?;
-        let old = slot.replace(ev);
-        drop(s);
-        drop(old);
-        Ok(())
+        self.slots.set(idx, ev)
     }
 
     /// The event at `idx`.
     pub fn get(&self, idx: u32) -> Option<Arc<PerfEvent>> {
-        let s = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        s.get(idx as usize)?.clone()
+        self.slots.get(idx)
     }
 
     /// `bpf_perf_event_output`'s `flags`: the index (BPF_F_CURRENT_CPU: the CPU's) and,
@@ -354,14 +344,7 @@ impl Map for PerfEventArray {
     }
     fn sys_delete(&self, key: &[u8]) -> Result<(), MapError> {
         self.c.sys_write_ok()?;
-        let i = index(key);
-        if i >= self.c.attr.max_entries {
-            return Err(MapError::TooBig);
-        }
-        let mut s = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let old = s[i as usize].take();
-        drop(s);
-        old.map(|_| ()).ok_or(MapError::NoEnt)
+        self.slots.clear(index(key))
     }
     fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
         array_next(self.c.attr.max_entries, key, next)
@@ -399,8 +382,7 @@ impl Map for PerfEventArray {
         self
     }
     fn len(&self) -> usize {
-        let s = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        s.iter().filter(|x| x.is_some()).count()
+        self.slots.count()
     }
 }
 

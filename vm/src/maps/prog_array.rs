@@ -11,12 +11,10 @@ use super::{map_flags as mf, Common, CreateOpts, Map, MapAttr, MapError};
 use crate::program::Program;
 use crate::run::HelperCtx;
 
-type Slot = Option<(u32, Arc<Program>)>;
-
 /// A PROG_ARRAY map.
 pub struct ProgArray {
     c: Common,
-    slots: RwLock<Vec<Slot>>,
+    slots: FdSlots<(u32, Arc<Program>)>,
     /// The program type (and XDP frags flag) that owns the array: the first program
     /// that uses it or is stored in it (`__bpf_prog_map_compatible`). A tail call
     /// never crosses program types or frags support.
@@ -42,6 +40,51 @@ pub(crate) fn fd_array_check(attr: &MapAttr) -> Result<(), MapError> {
     Ok(())
 }
 
+/// The slots of an fd array (PROG_ARRAY, PERF_EVENT_ARRAY): what userspace stored at
+/// each index, replaced and dropped outside the lock (a dropped program or event may
+/// take long to free).
+pub(crate) struct FdSlots<T>(RwLock<Vec<Option<T>>>);
+
+impl<T: Clone> FdSlots<T> {
+    pub(crate) fn new(n: u32) -> Result<Self, MapError> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n as usize)
+            .map_err(|_| MapError::NoMem)?;
+        v.resize(n as usize, None);
+        Ok(Self(RwLock::new(v)))
+    }
+    pub(crate) fn set(&self, idx: u32, x: T) -> Result<(), MapError> {
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let slot = s.get_mut(idx as usize).ok_or(MapError::TooBig)?;
+        let old = slot.replace(x);
+        drop(s);
+        drop(old);
+        Ok(())
+    }
+    /// BPF_MAP_DELETE_ELEM: E2BIG past the end, ENOENT for an empty slot.
+    pub(crate) fn clear(&self, idx: u32) -> Result<(), MapError> {
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let old = s.get_mut(idx as usize).ok_or(MapError::TooBig)?.take();
+        drop(s);
+        old.map(|_| ()).ok_or(MapError::NoEnt)
+    }
+    pub(crate) fn clear_all(&self) {
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let old: Vec<Option<T>> = s.iter_mut().map(|x| x.take()).collect();
+        drop(s);
+        drop(old);
+    }
+    #[inline]
+    pub(crate) fn get(&self, idx: u32) -> Option<T> {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        s.get(idx as usize)?.clone()
+    }
+    pub(crate) fn count(&self) -> usize {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        s.iter().filter(|x| x.is_some()).count()
+    }
+}
+
 pub(crate) fn index(key: &[u8]) -> u32 {
     u32::from_ne_bytes(key[..4].try_into().unwrap())
 }
@@ -64,13 +107,9 @@ pub(crate) fn array_next(max: u32, key: Option<&[u8]>, next: &mut [u8]) -> Resul
 impl ProgArray {
     pub fn new(attr: &MapAttr, opts: &CreateOpts) -> Result<Self, MapError> {
         fd_array_check(attr)?;
-        let mut v = Vec::new();
-        v.try_reserve_exact(attr.max_entries as usize)
-            .map_err(|_| MapError::NoMem)?;
-        v.resize(attr.max_entries as usize, None);
         Ok(Self {
             c: Common::new(attr, opts),
-            slots: RwLock::new(v),
+            slots: FdSlots::new(attr.max_entries)?,
             owner: Default::default(),
         })
     }
@@ -97,12 +136,7 @@ impl ProgArray {
         if flags != BPF_ANY {
             return Err(MapError::Inval);
         }
-        let mut s = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let slot = s.get_mut(idx as usize).ok_or(MapError::TooBig)?;
-        let old = slot.replace((id, prog));
-        drop(s);
-        drop(old);
-        Ok(())
+        self.slots.set(idx, (id, prog))
     }
 
     /// Check an update before the supervisor resolves the fd (flags, index), so the
@@ -120,34 +154,23 @@ impl ProgArray {
 
     /// `BPF_MAP_DELETE_ELEM`.
     pub fn clear(&self, idx: u32) -> Result<(), MapError> {
-        if idx >= self.c.attr.max_entries {
-            return Err(MapError::TooBig);
-        }
-        let mut s = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let old = s[idx as usize].take();
-        drop(s);
-        old.map(|_| ()).ok_or(MapError::NoEnt)
+        self.slots.clear(idx)
     }
 
     /// The program at `idx` (what `bpf_tail_call` jumps to).
     #[inline]
     pub fn get(&self, idx: u32) -> Option<Arc<Program>> {
-        let s = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        s.get(idx as usize)?.as_ref().map(|(_, p)| p.clone())
+        self.slots.get(idx).map(|(_, p)| p)
     }
 
     /// Id of the program at `idx`.
     pub fn id(&self, idx: u32) -> Option<u32> {
-        let s = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        s.get(idx as usize)?.as_ref().map(|(id, _)| *id)
+        self.slots.get(idx).map(|(id, _)| id)
     }
 
     /// Drop every entry (the kernel clears a prog array when its last user fd closes).
     pub fn clear_all(&self) {
-        let mut s = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let old: Vec<Slot> = s.iter_mut().map(|x| x.take()).collect();
-        drop(s);
-        drop(old);
+        self.slots.clear_all()
     }
 }
 
@@ -208,7 +231,6 @@ impl Map for ProgArray {
         self
     }
     fn len(&self) -> usize {
-        let s = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        s.iter().filter(|x| x.is_some()).count()
+        self.slots.count()
     }
 }

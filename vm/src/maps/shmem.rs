@@ -202,32 +202,14 @@ impl Shmem {
 
     /// `len` (rounded up to pages) zeroed bytes in a memfd named `name`, mapped shared.
     pub fn memfd(name: &str, len: usize) -> Result<Self, MapError> {
-        let page = page_size();
         let len = len
             .max(1)
-            .checked_next_multiple_of(page)
+            .checked_next_multiple_of(page_size())
             .ok_or(MapError::NoMem)?;
         if len as u64 > total_ram() {
             return Err(MapError::NoMem);
         }
-        let cname = CString::new(name).map_err(|_| MapError::Inval)?;
-        // SAFETY: `cname` is a valid C string.
-        let raw = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(MapError::NoMem);
-        }
-        // SAFETY: memfd_create returned a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ftruncate on our own fd.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-            return Err(MapError::NoMem);
-        }
-        let ptr = map_reserved(len, libc::MAP_SHARED, fd.as_raw_fd())?;
-        Ok(Self {
-            ptr,
-            len,
-            backing: Backing::Mmap { fd, len },
-        })
+        Self::map_shared(memfd_unsized(name)?, len)
     }
 
     /// `len` bytes of the existing memfd `fd` (grown to `len`), mapped shared and
@@ -236,7 +218,11 @@ impl Shmem {
         if len == 0 || !len.is_multiple_of(page_size()) || len as u64 > total_ram() {
             return Err(MapError::Inval);
         }
-        let fd = fd.try_clone().map_err(|_| MapError::NoMem)?;
+        Self::map_shared(fd.try_clone().map_err(|_| MapError::NoMem)?, len)
+    }
+
+    /// Sizes `fd` to `len` bytes and maps them shared (reserved and populated).
+    fn map_shared(fd: OwnedFd, len: usize) -> Result<Self, MapError> {
         // SAFETY: ftruncate on our own fd.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(MapError::NoMem);
