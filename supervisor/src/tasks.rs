@@ -38,7 +38,9 @@ pub struct FdInfo {
 }
 
 struct Task {
-    pidfd: OwnedFd,
+    /// None on kernels without PIDFD_THREAD (before 6.9) for a thread that is not its
+    /// process's leader: credentials then come from /proc and fds are not remembered.
+    pidfd: Option<OwnedFd>,
     proc_dir: OwnedFd,
 }
 
@@ -67,7 +69,12 @@ impl TaskCache {
             if self.tasks.len() >= MAX_TASKS {
                 self.tasks.clear();
             }
-            let pidfd = pidfd::open_thread(tid).map_err(|_| libc::ESRCH)?;
+            let pidfd = match pidfd::open_thread(tid) {
+                Ok(p) => Some(p),
+                // No PIDFD_THREAD: a pidfd by process id works for a leader.
+                Err(libc::EINVAL) => pidfd::open(tid).ok(),
+                Err(_) => return Err(libc::ESRCH),
+            };
             let proc_dir = nix::fcntl::open(
                 format!("/proc/{tid}").as_str(),
                 OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -109,14 +116,17 @@ impl TaskCache {
             return crate::call::read_creds(tid);
         }
         let r = self.with_task(tid, |t| {
-            let (uid, euid, gid) = task_ids::ids(&t.pidfd)?;
+            let (uid, euid, gid) = task_ids::ids(t.pidfd.as_ref().ok_or(libc::ENOTTY)?)?;
             let link = nix::fcntl::readlinkat(&t.proc_dir, "ns/user").map_err(|e| e as i32)?;
             Ok((uid, euid, gid, userns_ino(link.as_encoded_bytes())?))
         });
         let (uid, euid, gid, userns) = match r {
             Ok(v) => v,
             Err(libc::ENOTTY) | Err(libc::EINVAL) => {
-                self.no_pidfd_info = true;
+                // A kernel without PIDFD_GET_INFO, or no pidfd for this thread.
+                if self.task(tid)?.pidfd.is_some() {
+                    self.no_pidfd_info = true;
+                }
                 return crate::call::read_creds(tid);
             }
             Err(_) => return Err(libc::ESRCH),
@@ -171,7 +181,11 @@ impl TaskCache {
         // Only the daemon's own objects (memfds) are duplicated: pidfd_getfd of a
         // socket would move its cgroup accounting to the daemon.
         let t = self.task(tid)?;
-        let file = pidfd::getfd(&t.pidfd, fd).map_err(|_| libc::EBADF)?;
+        let Some(pidfd) = &t.pidfd else {
+            // No pidfd for this thread: the key alone (the mode is read from /proc).
+            return Ok(FdInfo { key, mode: -1 });
+        };
+        let file = pidfd::getfd(pidfd, fd).map_err(|_| libc::EBADF)?;
         let st2 = nix::sys::stat::fstat(file.as_fd()).map_err(|_| libc::EBADF)?;
         let key = (st2.st_dev, st2.st_ino);
         if !ours(&key) {
@@ -234,6 +248,37 @@ mod tests {
                 slow.userns
             )
         );
+    }
+
+    /// Kernels without PIDFD_THREAD (< 6.9) give no pidfd for a non-leader thread:
+    /// credentials come from /proc and fds are resolved without being remembered.
+    #[test]
+    fn without_a_pidfd() {
+        let tid = gettid();
+        let mut c = TaskCache::default();
+        let proc_dir = nix::fcntl::open(
+            format!("/proc/{tid}").as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        c.tasks.insert(
+            tid,
+            Task {
+                pidfd: None,
+                proc_dir,
+            },
+        );
+        let slow = crate::call::read_creds(tid).unwrap();
+        let fast = c.creds(tid).unwrap();
+        assert_eq!(
+            (fast.uid, fast.cap_eff, fast.userns),
+            (slow.uid, slow.cap_eff, slow.userns)
+        );
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let info = c.fd(tid, f.as_raw_fd(), |_| true).unwrap();
+        assert_eq!(info.mode, -1);
+        assert!(c.fds.is_empty());
     }
 
     #[test]
