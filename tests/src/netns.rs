@@ -165,26 +165,25 @@ fn mac_str(m: &[u8; 6]) -> String {
 impl VethPair {
     /// Creates the pair for the test `tag`. IPv6 DAD is disabled so addresses are usable at once.
     pub fn new(tag: &str) -> io::Result<VethPair> {
+        Self::with_queues(tag, 1)
+    }
+
+    /// As [`VethPair::new`], both ends with `queues` RX and TX queues (`numrxqueues`).
+    pub fn with_queues(tag: &str, queues: u32) -> io::Result<VethPair> {
         let a = Netns::new(&format!("{tag}-a"))?;
         let b = Netns::new(&format!("{tag}-b"))?;
         let (if_a, if_b) = ("veth-a".to_string(), "veth-b".to_string());
         let (mac_a, mac_b) = ([0x02, 0xbf, 0, 0, 0, 0x0a], [0x02, 0xbf, 0, 0, 0, 0x0b]);
-        a.ip(&[
-            "link",
-            "add",
-            &if_a,
-            "address",
-            &mac_str(&mac_a),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &if_b,
-            "address",
-            &mac_str(&mac_b),
-            "netns",
-            b.name(),
-        ])?;
+        let q = queues.to_string();
+        let qs = ["numrxqueues", q.as_str(), "numtxqueues", q.as_str()];
+        let mut args = vec!["link", "add", &if_a, "address"];
+        let (ma, mb) = (mac_str(&mac_a), mac_str(&mac_b));
+        args.push(&ma);
+        args.extend(qs);
+        args.extend(["type", "veth", "peer", "name", &if_b, "address", &mb]);
+        args.extend(qs);
+        args.extend(["netns", b.name()]);
+        a.ip(&args)?;
         for (ns, ifn, v4, v6) in [
             (&a, &if_a, "10.77.0.1/24", "fd77::1/64"),
             (&b, &if_b, "10.77.0.2/24", "fd77::2/64"),
