@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(clang-19 clang llvm libbpf-dev bpftool iproute2 xdp-tools libelf-dev zlib1g-dev
       pkg-config libfuse3-dev fuse3 tcpdump gcc make iputils-ping netcat-openbsd
-      golang-go golang-github-cilium-ebpf-dev golang-github-vishvananda-netlink-dev iperf3)
+      golang-go golang-github-cilium-ebpf-dev golang-github-vishvananda-netlink-dev iperf3 tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

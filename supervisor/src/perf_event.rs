@@ -62,8 +62,7 @@ fn open(call: &Call<'_>, uattr: u64, cpu: u32) -> Result<Reply, i32> {
     let mut a = call.read(uattr, size.min(ATTR_READ))?;
     a.resize(ATTR_READ, 0);
     let u64_at = |o: usize| u64::from_ne_bytes(a[o..o + 8].try_into().unwrap());
-    let nr_cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    if cpu >= nr_cpus {
+    if cpu as usize >= bpftime_vm::maps::possible_cpus() {
         return Err(libc::EINVAL);
     }
     // A CPU-wide event: perf_allow_cpu (CAP_PERFMON or CAP_SYS_ADMIN under the

@@ -33,8 +33,9 @@ const MAX_FDS: usize = 256;
 pub struct FdInfo {
     /// `(st_dev, st_ino)` of the open file.
     pub key: Key,
-    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR` of the open file (its FMODE_READ/WRITE).
-    pub mode: i32,
+    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR` of the open file (its FMODE_READ/WRITE),
+    /// known for the daemon's own objects when the file could be duplicated.
+    pub mode: Option<i32>,
 }
 
 struct Task {
@@ -175,26 +176,26 @@ impl TaskCache {
         })?;
         let key = (st.st_dev, st.st_ino);
         if !ours(&key) {
-            // Not an object: its access mode is never asked for (-1: unknown).
-            return Ok(FdInfo { key, mode: -1 });
+            // Not an object: its access mode is never asked for.
+            return Ok(FdInfo { key, mode: None });
         }
         // Only the daemon's own objects (memfds) are duplicated: pidfd_getfd of a
         // socket would move its cgroup accounting to the daemon.
         let t = self.task(tid)?;
         let Some(pidfd) = &t.pidfd else {
             // No pidfd for this thread: the key alone (the mode is read from /proc).
-            return Ok(FdInfo { key, mode: -1 });
+            return Ok(FdInfo { key, mode: None });
         };
         let file = pidfd::getfd(pidfd, fd).map_err(|_| libc::EBADF)?;
         let st2 = nix::sys::stat::fstat(file.as_fd()).map_err(|_| libc::EBADF)?;
         let key = (st2.st_dev, st2.st_ino);
         if !ours(&key) {
             // The fd changed between the two looks: answer for what it holds now.
-            return Ok(FdInfo { key, mode: -1 });
+            return Ok(FdInfo { key, mode: None });
         }
         let info = FdInfo {
             key,
-            mode: task_ids::open_flags(&file).map_err(|_| libc::EBADF)? & libc::O_ACCMODE,
+            mode: Some(task_ids::open_flags(&file).map_err(|_| libc::EBADF)? & libc::O_ACCMODE),
         };
         if !self.no_kcmp {
             if self.fds.len() >= MAX_FDS {
@@ -277,7 +278,7 @@ mod tests {
         );
         let f = std::fs::File::open("/proc/self/status").unwrap();
         let info = c.fd(tid, f.as_raw_fd(), |_| true).unwrap();
-        assert_eq!(info.mode, -1);
+        assert_eq!(info.mode, None);
         assert!(c.fds.is_empty());
     }
 
@@ -290,7 +291,7 @@ mod tests {
         let a = std::fs::File::open(&dir).unwrap();
         let fd = a.as_raw_fd();
         let ia = c.fd(tid, fd, |_| true).unwrap();
-        assert_eq!(ia.mode, libc::O_RDONLY);
+        assert_eq!(ia.mode, Some(libc::O_RDONLY));
         assert_eq!(c.fd(tid, fd, |_| true).unwrap(), ia, "from the cache");
         // Close it and open something else at the same number: not the cached file.
         drop(a);
@@ -301,7 +302,7 @@ mod tests {
         if b.as_raw_fd() == fd {
             let ib = c.fd(tid, fd, |_| true).unwrap();
             assert_ne!(ib.key, ia.key);
-            assert_eq!(ib.mode, libc::O_WRONLY);
+            assert_eq!(ib.mode, Some(libc::O_WRONLY));
         }
         drop(b);
         assert_eq!(c.fd(tid, 1 << 20, |_| true), Err(libc::EBADF));

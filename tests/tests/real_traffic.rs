@@ -16,7 +16,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use bpftime_tests::netns::VethPair;
@@ -163,21 +163,27 @@ fn tcp_len(mode: &str) -> usize {
 }
 
 /// `ip -n NS link set dev veth-b MODE obj OBJ sec SEC`, natively or under bpftime-run
-/// (ip -n enters the namespace itself, so the attach is resolved there).
-fn ip_xdp(d: Option<&Daemon>, pair: &VethPair, dev: &str, args: &[&str]) {
-    let mut all = vec!["-n", pair.b.name(), "link", "set", "dev", dev];
-    all.extend_from_slice(args);
+/// (ip -n enters the namespace itself, so the attach is resolved there): the command as
+/// text and its output.
+fn ip_xdp_run(d: Option<&Daemon>, pair: &VethPair, dev: &str, args: &[&str]) -> (String, Output) {
+    let all = [
+        &["ip", "-n", pair.b.name(), "link", "set", "dev", dev][..],
+        args,
+    ]
+    .concat();
     let out = match d {
-        None => Command::new("ip").args(&all).output().unwrap(),
-        Some(d) => {
-            let mut v = vec!["ip"];
-            v.extend_from_slice(&all);
-            d.run(&v)
-        }
+        None => Command::new(all[0]).args(&all[1..]).output().unwrap(),
+        Some(d) => d.run(&all),
     };
+    (all.join(" "), out)
+}
+
+/// [`ip_xdp_run`], which must succeed.
+fn ip_xdp(d: Option<&Daemon>, pair: &VethPair, dev: &str, args: &[&str]) {
+    let (cmd, out) = ip_xdp_run(d, pair, dev, args);
     assert!(
         out.status.success(),
-        "ip {all:?}: {}",
+        "{cmd}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -186,27 +192,18 @@ fn ip_xdp(d: Option<&Daemon>, pair: &VethPair, dev: &str, args: &[&str]) {
 /// answer EBUSY now and then (under investigation, see the issue notes); retried up to
 /// 10 times, 100 ms apart, and said on stderr when it was.
 fn ip_xdp_retrying(d: Option<&Daemon>, pair: &VethPair, dev: &str, args: &[&str]) {
-    let mut all = vec!["-n", pair.b.name(), "link", "set", "dev", dev];
-    all.extend_from_slice(args);
     for attempt in 0..10 {
-        let out = match d {
-            None => Command::new("ip").args(&all).output().unwrap(),
-            Some(d) => {
-                let mut v = vec!["ip"];
-                v.extend_from_slice(&all);
-                d.run(&v)
-            }
-        };
+        let (cmd, out) = ip_xdp_run(d, pair, dev, args);
         if out.status.success() {
             return;
         }
         eprintln!(
-            "ip {all:?} (attempt {attempt}): {}",
+            "{cmd} (attempt {attempt}): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("ip {all:?} kept failing");
+    panic!("ip_xdp {args:?} kept failing");
 }
 
 /// SO_BINDTODEVICE: the socket only takes datagrams received on `dev`, so a frame

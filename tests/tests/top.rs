@@ -83,25 +83,11 @@ fn top_shows_traffic_and_quits() {
     let pair = VethPair::new("top").unwrap();
     pair.wait_up(Duration::from_secs(5)).unwrap();
     let obj = corpus::object("pass_all", Flavour::V3);
-    let o = d.run_in_netns(
+    let obj = obj.to_str().unwrap();
+    d.ip_link_set_in(
         pair.b.name(),
-        &[
-            "ip",
-            "link",
-            "set",
-            "dev",
-            &pair.if_b,
-            "xdpgeneric",
-            "obj",
-            obj.to_str().unwrap(),
-            "sec",
-            "xdp",
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "attach: {}",
-        String::from_utf8_lossy(&o.stderr)
+        &pair.if_b,
+        &["xdpgeneric", "obj", obj, "sec", "xdp"],
     );
     // Frames at ~500/s for as long as the test looks.
     let stop = Arc::new(AtomicBool::new(false));

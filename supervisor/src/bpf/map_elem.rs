@@ -22,8 +22,7 @@ pub fn map_of(call: &Call<'_>, fd: i32) -> Result<Arc<Object>, i32> {
 /// gives that link S_IRUSR for FMODE_READ and S_IWUSR for FMODE_WRITE
 /// (`tid_fd_update_inode`), the same as fdinfo's `flags & O_ACCMODE`.
 pub fn fd_access(call: &Call<'_>, fd: i32) -> Result<i32, i32> {
-    let mode = call.fd_info(fd)?.mode;
-    if mode >= 0 {
+    if let Some(mode) = call.fd_info(fd)?.mode {
         return Ok(mode);
     }
     let st =

@@ -108,8 +108,8 @@ pub fn render(d: &Daemon) -> String {
         "CPU time of the queue's worker thread",
         cpu.clone(),
     );
-    for (id, st) in d.dataplane.list() {
-        let _ = id;
+    let attachments = d.dataplane.list();
+    for (_, st) in &attachments {
         for q in &st.queues {
             let l = QueueLabels {
                 interface: st.ifname.clone(),
@@ -194,7 +194,7 @@ pub fn render(d: &Daemon) -> String {
         gauges[1].set(r.count(Kind::Map) as i64);
         gauges[2].set(r.count(Kind::Link) as i64);
     }
-    gauges[3].set(d.dataplane.list().len() as i64);
+    gauges[3].set(attachments.len() as i64);
     let notifications = Counter::<u64>::default();
     notifications.inc_by(d.notifications.load(Ordering::Relaxed));
     reg.register(

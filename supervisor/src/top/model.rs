@@ -256,14 +256,17 @@ impl Model {
 
     /// The rx history of the selected interface (oldest first) and its name.
     pub fn selected_history(&self) -> Option<(String, Vec<u64>)> {
-        let tops: Vec<IfRow> = self
-            .interfaces()
+        let r = self.selected_row()?;
+        let h = self.history.get(&r.attachment)?;
+        Some((r.ifname, h.iter().copied().collect()))
+    }
+
+    /// The interface row (not a queue) at [`Model::selected`].
+    pub fn selected_row(&self) -> Option<IfRow> {
+        self.interfaces()
             .into_iter()
             .filter(|r| r.queue.is_none())
-            .collect();
-        let r = tops.get(self.selected)?;
-        let h = self.history.get(&r.attachment)?;
-        Some((r.ifname.clone(), h.iter().copied().collect()))
+            .nth(self.selected)
     }
 
     /// Number of interfaces (for the selection).

@@ -56,15 +56,11 @@ pub fn draw(f: &mut Frame<'_>, m: &Model, error: Option<&str>) {
     )
     .style(bold);
     let rows_data = m.interfaces();
-    let mut top_index = 0usize;
+    let selected_id = m.selected_row().map(|r| r.attachment);
     let rows: Vec<Row> = rows_data
         .iter()
         .map(|r| {
-            let selected = r.queue.is_none() && {
-                let s = top_index == m.selected;
-                top_index += 1;
-                s
-            };
+            let selected = r.queue.is_none() && Some(r.attachment) == selected_id;
             let name = match r.queue {
                 None => r.ifname.clone(),
                 Some(_) => String::new(),

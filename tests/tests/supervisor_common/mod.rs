@@ -146,6 +146,19 @@ impl Daemon {
             .expect("running bpftime-run in a namespace")
     }
 
+    /// `ip link set dev DEV args...` under bpftime-run in namespace `ns`, which must
+    /// succeed.
+    pub fn ip_link_set_in(&self, ns: &str, dev: &str, args: &[&str]) {
+        let all = [&["ip", "link", "set", "dev", dev][..], args].concat();
+        let o = self.run_in_netns(ns, &all);
+        assert!(
+            o.status.success(),
+            "{all:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+    }
+
     /// `bpftime status --json`.
     pub fn status(&self) -> serde_json::Value {
         let out = Command::new(bin("bpftime"))

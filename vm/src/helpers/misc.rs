@@ -147,8 +147,8 @@ pub fn perf_event_output(ctx: &mut dyn HelperCtx, a: [u64; 5]) -> Result<u64, Fa
     if ctx_len > pkt_len {
         return Ok(-(libc::EFAULT as i64) as u64);
     }
-    let data = ctx.read(a[3], a[4] as usize)?.to_vec();
-    let packet = ctx.read(pkt, ctx_len as usize)?.to_vec();
     let cpu = ctx.cpu();
-    Ok(arr.output(flags, &[&data, &packet], cpu) as u64)
+    let data = ctx.read(a[3], a[4] as usize)?;
+    let packet = ctx.read(pkt, ctx_len as usize)?;
+    Ok(arr.output(flags, &[data, packet], cpu) as u64)
 }

@@ -18,15 +18,13 @@
 //! Readers are woken through an eventfd (the supervisor's epoll emulation) every
 //! `wakeup_events` samples, or once `wakeup_watermark` bytes are unread.
 
-use std::any::Any;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::prog_array::{array_next, fd_array_check, index, FdSlots};
+use super::prog_array::{fd_array_check, fd_array_map_ops, index, FdSlots};
 use super::shmem::{self, Shmem};
 use super::{Common, CreateOpts, Map, MapAttr, MapError};
-use crate::run::HelperCtx;
 
 /// `PERF_SAMPLE_*` bits a BPF output event can carry here, in record order.
 pub mod sample {
@@ -186,7 +184,11 @@ impl PerfEvent {
         let raw_len: usize = raw.iter().map(|r| r.len()).sum();
         let mut rec: Vec<u8> = Vec::with_capacity(64 + raw_len);
         rec.extend_from_slice(&[0u8; 8]); // header, filled below
-        let time = self.now();
+        let time = if st & sample::TIME != 0 {
+            self.now()
+        } else {
+            0
+        };
         let mut put = |bit: u64, v: u64| {
             if st & bit != 0 {
                 rec.extend_from_slice(&v.to_ne_bytes());
@@ -328,9 +330,7 @@ impl PerfEventArray {
 }
 
 impl Map for PerfEventArray {
-    fn attr(&self) -> &MapAttr {
-        &self.c.attr
-    }
+    fd_array_map_ops!();
     /// The kernel has no syscall lookup for this fd array: ENOTSUPP (524).
     fn sys_lookup(&self, _key: &[u8], _value: &mut [u8], flags: u64) -> Result<(), MapError> {
         self.c.lookup_flags_ok(flags)?;
@@ -341,48 +341,6 @@ impl Map for PerfEventArray {
         self.c.lock_flag_ok(flags)?;
         self.check_update(key, flags)?;
         Err(MapError::BadFd)
-    }
-    fn sys_delete(&self, key: &[u8]) -> Result<(), MapError> {
-        self.c.sys_write_ok()?;
-        self.slots.clear(index(key))
-    }
-    fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        array_next(self.c.attr.max_entries, key, next)
-    }
-    fn sys_lookup_and_delete(
-        &self,
-        _key: &[u8],
-        _value: &mut [u8],
-        flags: u64,
-    ) -> Result<(), MapError> {
-        self.c.lookup_and_delete_unsupported(flags)
-    }
-    fn freeze(&self) -> Result<(), MapError> {
-        self.c.freeze()
-    }
-    fn frozen(&self) -> bool {
-        self.c.frozen()
-    }
-    fn prog_lookup(&self, _ctx: &mut dyn HelperCtx, _key: &[u8]) -> u64 {
-        0
-    }
-    fn prog_update(
-        &self,
-        _ctx: &mut dyn HelperCtx,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-    ) -> i64 {
-        -(libc::EINVAL as i64)
-    }
-    fn prog_delete(&self, _ctx: &mut dyn HelperCtx, _key: &[u8]) -> i64 {
-        -(libc::EINVAL as i64)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn len(&self) -> usize {
-        self.slots.count()
     }
 }
 

@@ -3,13 +3,11 @@
 //! resolves and hands to [`ProgArray::set`]; a lookup from userspace returns the
 //! program's id.
 
-use std::any::Any;
 use std::sync::{Arc, RwLock};
 
 use super::update_flags::*;
 use super::{map_flags as mf, Common, CreateOpts, Map, MapAttr, MapError};
 use crate::program::Program;
-use crate::run::HelperCtx;
 
 /// A PROG_ARRAY map.
 pub struct ProgArray {
@@ -84,6 +82,64 @@ impl<T: Clone> FdSlots<T> {
         s.iter().filter(|x| x.is_some()).count()
     }
 }
+
+/// The `Map` methods every fd array (PROG_ARRAY, PERF_EVENT_ARRAY) answers alike:
+/// expands inside `impl Map for X` where X has `c: Common` and `slots: FdSlots<_>`.
+/// Programs never reach `prog_*`: the verifier gives these maps only to their helpers.
+macro_rules! fd_array_map_ops {
+    () => {
+        fn attr(&self) -> &$crate::maps::MapAttr {
+            &self.c.attr
+        }
+        fn sys_delete(&self, key: &[u8]) -> Result<(), $crate::maps::MapError> {
+            self.c.sys_write_ok()?;
+            self.slots.clear($crate::maps::prog_array::index(key))
+        }
+        fn sys_get_next_key(
+            &self,
+            key: Option<&[u8]>,
+            next: &mut [u8],
+        ) -> Result<(), $crate::maps::MapError> {
+            $crate::maps::prog_array::array_next(self.c.attr.max_entries, key, next)
+        }
+        fn sys_lookup_and_delete(
+            &self,
+            _key: &[u8],
+            _value: &mut [u8],
+            flags: u64,
+        ) -> Result<(), $crate::maps::MapError> {
+            self.c.lookup_and_delete_unsupported(flags)
+        }
+        fn freeze(&self) -> Result<(), $crate::maps::MapError> {
+            self.c.freeze()
+        }
+        fn frozen(&self) -> bool {
+            self.c.frozen()
+        }
+        fn prog_lookup(&self, _ctx: &mut dyn $crate::run::HelperCtx, _key: &[u8]) -> u64 {
+            0
+        }
+        fn prog_update(
+            &self,
+            _ctx: &mut dyn $crate::run::HelperCtx,
+            _key: &[u8],
+            _value: &[u8],
+            _flags: u64,
+        ) -> i64 {
+            -(libc::EINVAL as i64)
+        }
+        fn prog_delete(&self, _ctx: &mut dyn $crate::run::HelperCtx, _key: &[u8]) -> i64 {
+            -(libc::EINVAL as i64)
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn len(&self) -> usize {
+            self.slots.count()
+        }
+    };
+}
+pub(crate) use fd_array_map_ops;
 
 pub(crate) fn index(key: &[u8]) -> u32 {
     u32::from_ne_bytes(key[..4].try_into().unwrap())
@@ -175,9 +231,7 @@ impl ProgArray {
 }
 
 impl Map for ProgArray {
-    fn attr(&self) -> &MapAttr {
-        &self.c.attr
-    }
+    fd_array_map_ops!();
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
         self.c.lookup_flags_ok(flags)?;
         let id = self.id(index(key)).ok_or(MapError::NoEnt)?;
@@ -190,47 +244,5 @@ impl Map for ProgArray {
         self.c.lock_flag_ok(flags)?;
         self.check_update(key, flags)?;
         Err(MapError::BadFd)
-    }
-    fn sys_delete(&self, key: &[u8]) -> Result<(), MapError> {
-        self.c.sys_write_ok()?;
-        self.clear(index(key))
-    }
-    fn sys_get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<(), MapError> {
-        array_next(self.c.attr.max_entries, key, next)
-    }
-    fn sys_lookup_and_delete(
-        &self,
-        _key: &[u8],
-        _value: &mut [u8],
-        flags: u64,
-    ) -> Result<(), MapError> {
-        self.c.lookup_and_delete_unsupported(flags)
-    }
-    fn freeze(&self) -> Result<(), MapError> {
-        self.c.freeze()
-    }
-    fn frozen(&self) -> bool {
-        self.c.frozen()
-    }
-    fn prog_lookup(&self, _ctx: &mut dyn HelperCtx, _key: &[u8]) -> u64 {
-        0
-    }
-    fn prog_update(
-        &self,
-        _ctx: &mut dyn HelperCtx,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-    ) -> i64 {
-        -(libc::EINVAL as i64)
-    }
-    fn prog_delete(&self, _ctx: &mut dyn HelperCtx, _key: &[u8]) -> i64 {
-        -(libc::EINVAL as i64)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn len(&self) -> usize {
-        self.slots.count()
     }
 }
