@@ -12,15 +12,27 @@
 //! (the super-frame's own was left partial).
 
 use crate::csum::{fold, l3, pseudo, sum};
+use crate::tap::TcpGso;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const IPPROTO_TCP: u8 = 6;
 
-/// The segments of `frame` (from the Ethernet header) for a device of `mtu`, or `None`
-/// when it is not TCP over IPv4/IPv6 without IPv6 extension headers or IPv4 options
-/// that a simple copy would not carry (those are left to the caller).
-pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
+/// Where the headers of a TCP packet over IPv4/IPv6 are (offsets from the frame's
+/// start).
+struct Tcp {
+    ip: usize,
+    iphl: usize,
+    /// End of the IP packet.
+    ip_end: usize,
+    v6: bool,
+    l4: usize,
+    thl: usize,
+}
+
+/// The headers of `frame` if it is TCP over IPv4/IPv6 without IPv6 extension headers
+/// (IPv4 options ride along in the header copy).
+fn tcp_headers(frame: &[u8]) -> Option<Tcp> {
     let (ip, ethertype) = l3(frame)?;
     let (iphl, ip_end, v6) = match ethertype {
         ETH_P_IP => {
@@ -61,6 +73,52 @@ pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
     if thl < 20 || l4 + thl > ip_end {
         return None;
     }
+    Some(Tcp {
+        ip,
+        iphl,
+        ip_end,
+        v6,
+        l4,
+        thl,
+    })
+}
+
+/// Prepares a TCP super-frame to be handed to the stack as one GSO packet of a device
+/// of `mtu` ([`Reinject::send_gso`](crate::tap::Reinject::send_gso)): its checksum field
+/// is set to the partial state (the folded pseudo-header sum, as `__tcp_v4_send_check`
+/// leaves it), and what the kernel needs to know of it is returned. `None` when it is
+/// not such a packet or its IP length field does not describe it (an IPv4 packet past
+/// 64 KiB reads 0 there): the caller cuts it with [`tcp_segments`] instead.
+pub fn as_gso_packet(frame: &mut [u8], mtu: usize) -> Option<TcpGso> {
+    let t = tcp_headers(frame)?;
+    let lenfield = if t.v6 { t.ip + 4 } else { t.ip + 2 };
+    if u16::from_be_bytes([frame[lenfield], frame[lenfield + 1]]) == 0 || t.ip_end != frame.len() {
+        return None;
+    }
+    let mss = mtu.checked_sub(t.iphl + t.thl).filter(|&m| m > 0)?;
+    let seed = fold(pseudo(frame, t.ip, t.v6, IPPROTO_TCP, t.ip_end - t.l4));
+    frame[t.l4 + 16..t.l4 + 18].copy_from_slice(&seed.to_be_bytes());
+    Some(TcpGso {
+        v6: t.v6,
+        ecn: frame[t.l4 + 13] & 0x80 != 0,
+        csum_start: u16::try_from(t.l4).ok()?,
+        hdr_len: u16::try_from(t.l4 + t.thl).ok()?,
+        mss: u16::try_from(mss).ok()?,
+    })
+}
+
+/// The segments of `frame` (from the Ethernet header) for a device of `mtu`, or `None`
+/// when it is not TCP over IPv4/IPv6 without IPv6 extension headers (those are left
+/// to the caller).
+pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
+    let Tcp {
+        ip,
+        iphl,
+        ip_end,
+        v6,
+        l4,
+        thl,
+    } = tcp_headers(frame)?;
     let hdr = &frame[..l4 + thl];
     let payload = &frame[l4 + thl..ip_end];
     let mss = mtu.checked_sub(iphl + thl).filter(|&m| m > 0)?;
@@ -142,6 +200,46 @@ mod tests {
         let ph = pseudo(s, ip, v6, IPPROTO_TCP, s.len() - l4);
         let ip_ok = v6 || fold(sum(0, &s[ip..ip + 20])) == 0xffff;
         ip_ok && fold(sum(ph, &s[l4..])) == 0xffff
+    }
+
+    #[test]
+    fn a_gso_packet_is_described_as_the_kernel_would() {
+        for v6 in [false, true] {
+            let payload = vec![0xab; 20_000];
+            let mut f = tcp_frame(v6, &payload, 0x80 | 0x10);
+            let g = as_gso_packet(&mut f, 1500).unwrap();
+            let l4 = 14 + if v6 { 40 } else { 20 };
+            assert_eq!(
+                g,
+                TcpGso {
+                    v6,
+                    ecn: true,
+                    csum_start: l4 as u16,
+                    hdr_len: l4 as u16 + 20,
+                    mss: 1500 - l4 as u16 + 14 - 20,
+                }
+            );
+            // The partial state: the field holds the folded pseudo-header sum, so the
+            // sum over the segment with it as the seed is the checksum.
+            let seed = fold(pseudo(&f, 14, v6, IPPROTO_TCP, f.len() - l4));
+            assert_eq!(u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]), seed);
+            let done = !fold(sum(0, &f[l4..]));
+            let mut full = f.clone();
+            full[l4 + 16..l4 + 18].copy_from_slice(&done.to_be_bytes());
+            let ph = pseudo(&full, 14, v6, IPPROTO_TCP, full.len() - l4);
+            assert_eq!(fold(sum(ph, &full[l4..])), 0xffff);
+        }
+        // An IPv4 length of 0 (past 64 KiB) or a frame longer than its IP packet: cut.
+        let mut f = tcp_frame(false, &[1; 5000], 0x10);
+        f[16..18].fill(0);
+        assert_eq!(as_gso_packet(&mut f, 1500), None);
+        let mut f = tcp_frame(false, &[1; 5000], 0x10);
+        f.push(0);
+        assert_eq!(as_gso_packet(&mut f, 1500), None);
+        // Not TCP.
+        let mut f = tcp_frame(false, &[1; 5000], 0x10);
+        f[23] = 17;
+        assert_eq!(as_gso_packet(&mut f, 1500), None);
     }
 
     #[test]

@@ -22,11 +22,12 @@
 //! - XDP_TX: the frame (with the program's rewrites, from `data` to `data_end`) goes
 //!   on the same socket's TX ring, and back to FILL once the kernel completed it;
 //! - XDP_PASS: the frame is handed to the kernel stack as if received on that
-//!   interface. Native (DRV) mode: written to the attachment's TAP device, whose TC
-//!   ingress program redirects it into the interface ([`tap`]; a few µs per frame).
-//!   Generic (SKB) mode, frames with metadata, or no TAP: `BPF_PROG_TEST_RUN` with
-//!   `BPF_F_TEST_XDP_LIVE_FRAMES` on the pass stub, from the worker thread (in the
-//!   interface's namespace), ~20 µs per frame and a page pool per call;
+//!   interface: written to the attachment's TAP device, whose TC ingress hands it to
+//!   the interface's receive path ([`tap`]; a few µs per frame). Native (DRV) mode
+//!   connects them with a BPF redirect, generic (SKB) mode with a `mirred` redirect the
+//!   generic XDP hook lets pass ([`tc`]). Frames with metadata, or no TAP:
+//!   `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` on the pass stub, from the
+//!   worker thread (in the interface's namespace), ~20 µs per frame;
 //! - XDP_REDIRECT: by ifindex (`bpf_redirect`) or through a DEVMAP/DEVMAP_HASH entry
 //!   (`bpf_redirect_map`, with BPF_F_BROADCAST / BPF_F_EXCLUDE_INGRESS). To the
 //!   ingress interface itself it is XDP_TX; to another interface of the namespace
@@ -37,10 +38,11 @@
 //! - XDP_ABORTED and unknown verdicts: dropped, counted as exceptions.
 //!
 //! Generic (SKB) mode: a reinjected frame goes through `netif_receive_skb`, where
-//! the generic XDP hook would run the stub again. The stubs share a per-CPU token
-//! ([`stub`]) so the stub lets exactly the reinjected frame pass. This relies on
-//! the live-frame run delivering on the same CPU: with RPS enabled on the interface,
-//! a PASS in SKB mode may loop. Native (DRV) mode has no such issue; veth has it.
+//! the generic XDP hook would run the stub again. Through the TAP, mirred marks it as
+//! redirected and the hook lets it pass. Through a live-frame run, the stubs share a
+//! per-CPU token ([`stub`]) so the stub lets exactly the reinjected frame pass; this
+//! relies on the run delivering on the same CPU: with RPS enabled on the interface, a
+//! PASS of a frame with metadata in SKB mode may loop.
 //!
 //! [`Dataplane::replace`] swaps the program atomically ([`arc_swap`]): a worker takes
 //! the current program once per batch of up to 64 frames and holds it until the
@@ -77,12 +79,14 @@
 //!   and completes it after the program for PASS, TX and REDIRECT. A DEVMAP entry's
 //!   program sees the completed bytes (the kernel's would see the partial ones).
 //! - Generic mode takes packets larger than a 4 KiB frame (GSO super-frames) as
-//!   descriptor chains (`XDP_USE_SG`) and runs the program on the whole packet; what it
-//!   passes, sends or redirects is cut to the MTU if it is TCP ([`gso`]), else refused
-//!   (counted as a failure). Native mode takes one frame per packet (veth refuses a
-//!   native program without frags support above a 4 KiB MTU, as for the kernel's).
-//! - XDP_PASS in generic mode costs one `BPF_PROG_TEST_RUN` syscall per frame (a test
-//!   run repeats one buffer; different frames cannot share a call).
+//!   descriptor chains (`XDP_USE_SG`) and runs the program on the whole packet. What it
+//!   passes goes to the stack as one GSO packet (TCP) through the TAP; what it sends or
+//!   redirects is cut to the MTU if it is TCP ([`gso`]), else refused (counted as a
+//!   failure). Native mode takes one frame per packet (veth refuses a native program
+//!   without frags support above a 4 KiB MTU, as for the kernel's).
+//! - The TAP of generic mode carries the interface's MAC address, copied at attach:
+//!   if the interface's address changes while attached, passed unicast frames are
+//!   classified against the old one (and dropped by IP as for another host).
 //! - XSKMAP and CPUMAP redirect targets are counted as redirect failures (DEVMAP
 //!   and DEVMAP_HASH work, with their entries' programs).
 //! - The `cpu` a program sees is the worker's pinned CPU, or `sched_getcpu()` when
@@ -108,6 +112,7 @@ pub mod netns;
 pub mod stub;
 mod sys;
 pub mod tap;
+pub mod tc;
 mod vmprog;
 mod worker;
 mod xsk;
@@ -511,19 +516,20 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
         sys::prog_load_xdp(&stub::pass_stub(tok_fd), "bpftime_pass")
             .map_err(kernel("load pass stub"))?,
     );
-    // Native mode: PASS through a TAP (see `tap`), live frames as the fallback.
-    let reinject = match spec.mode {
-        XdpMode::Drv => match tap::Reinject::new(ifindex) {
-            Ok(r) => Some(Arc::new(r)),
-            Err(e) => {
-                tracing::warn!(
-                    ifindex,
-                    "no TAP reinjection, XDP_PASS uses live frames: {e}"
-                );
-                None
-            }
-        },
-        XdpMode::Skb => None,
+    // PASS through a TAP (see `tap`), live frames as the fallback.
+    let via = match spec.mode {
+        XdpMode::Drv => tap::Via::BpfRedirect,
+        XdpMode::Skb => tap::Via::Mirred,
+    };
+    let reinject = match tap::Reinject::new(ifindex, via) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            tracing::warn!(
+                ifindex,
+                "no TAP reinjection, XDP_PASS uses live frames: {e}"
+            );
+            None
+        }
     };
     let mut sockets = Vec::new();
     for q in 0..nq {

@@ -91,6 +91,37 @@ pub fn set_up(ifname: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The Ethernet address of `ifname` (SIOCGIFHWADDR).
+pub fn hwaddr(ifname: &str) -> io::Result<[u8; 6]> {
+    let sock = dgram_socket()?;
+    let mut ifr = ifreq_named(ifname);
+    // SAFETY: ifr is a live ifreq; SIOCGIFHWADDR writes ifru_hwaddr only.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel filled ifru_hwaddr.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    Ok(std::array::from_fn(|i| sa.sa_data[i] as u8))
+}
+
+/// Sets the Ethernet address of `ifname` (SIOCSIFHWADDR).
+pub fn set_hwaddr(ifname: &str, mac: [u8; 6]) -> io::Result<()> {
+    let sock = dgram_socket()?;
+    let mut ifr = ifreq_named(ifname);
+    // SAFETY: writing a plain-data union member of a zeroed ifreq.
+    unsafe {
+        ifr.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+        for (d, s) in ifr.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+            *d = s as libc::c_char;
+        }
+    }
+    // SAFETY: ifr is a live ifreq; SIOCSIFHWADDR reads ifru_hwaddr only.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR as _, &ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// MTU of `ifindex` in the current thread's namespace.
 pub fn mtu(ifindex: u32) -> Option<u32> {
     let name = ifname(ifindex).ok()?;

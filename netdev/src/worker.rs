@@ -345,8 +345,9 @@ impl Worker {
     }
 
     /// A packet over several frames (a GSO super-frame of generic mode): put together
-    /// in `big`, run like any frame, and what it passes, sends or redirects leaves cut
-    /// to the MTU ([`gso`](crate::gso)): PASS through live frames, TX and REDIRECT
+    /// in `big` and run like any frame. What it passes goes to the TAP as the one GSO
+    /// packet it was ([`pass_big`]); without a TAP, and for TX and REDIRECT, it leaves
+    /// cut to the MTU ([`gso`](crate::gso)): PASS through live frames, TX and REDIRECT
     /// through AF_PACKET. Its frames go back to FILL.
     fn chain(
         &mut self,
@@ -397,7 +398,15 @@ impl Worker {
             inc(&self.counters.exceptions, 1);
             return;
         }
-        let pkt = &self.big[(ctx.data - hard) as usize..(ctx.data_end - hard) as usize];
+        let (lo, hi) = ((ctx.data - hard) as usize, (ctx.data_end - hard) as usize);
+        if let (XDP_PASS, Some(tap)) = (verdict, &self.reinject) {
+            inc(&self.counters.pass, 1);
+            if !pass_big(tap, &mut self.big[lo..hi], self.mtu) {
+                inc(&self.counters.pass_fail, 1);
+            }
+            return;
+        }
+        let pkt = &self.big[lo..hi];
         // What leaves must fit the device (its MTU) and, for PASS, a live-frame test run
         // (a page less headroom and the skb_shared_info tailroom, 512 with margin: above
         // that the kernel wants fragments). A TCP receiver takes segments smaller than
@@ -636,6 +645,28 @@ pub(crate) fn resolve_targets(info: &RedirectInfo, ingress: u32) -> Option<Vec<T
     map.sys_lookup(&key, &mut value, 0)
         .ok()
         .map(|()| vec![target(ifindex_of(&value))])
+}
+
+/// XDP_PASS of a packet bigger than one frame through the TAP: one write, as a GSO
+/// packet when it is TCP larger than the MTU (the kernel's XDP_PASS hands the stack the
+/// GSO skb itself), else as it is, with its checksum finished; a TCP packet the GSO
+/// header cannot describe is cut to the MTU. `false` when nothing could be sent.
+fn pass_big(tap: &crate::tap::Reinject, pkt: &mut [u8], mtu: usize) -> bool {
+    let sent = if pkt.len() <= mtu + 18 {
+        if let Some(p) = csum::detect(pkt) {
+            csum::finish(pkt, p.start, &p);
+        }
+        tap.send(pkt)
+    } else if let Some(g) = crate::gso::as_gso_packet(pkt, mtu) {
+        tap.send_gso(pkt, &g)
+    } else {
+        match crate::gso::tcp_segments(pkt, mtu) {
+            Some(segs) => segs.iter().try_for_each(|s| tap.send(s)),
+            None => return false,
+        }
+    };
+    sent.map_err(|e| tracing::debug!("pass reinjection (TAP): {e}"))
+        .is_ok()
 }
 
 #[cfg(test)]

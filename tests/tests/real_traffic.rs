@@ -72,6 +72,11 @@ fn udp_burst(src: &UdpSocket, rx: &UdpSocket, dst: SocketAddr, tag: u8) -> usize
 }
 
 fn ping(pair: &VethPair, count: u32) -> usize {
+    ping_sized(pair, count, 56)
+}
+
+/// [`ping`] with `size` bytes of ICMP payload.
+fn ping_sized(pair: &VethPair, count: u32, size: usize) -> usize {
     let out = pair
         .a
         .command(
@@ -85,6 +90,8 @@ fn ping(pair: &VethPair, count: u32) -> usize {
                 "0.02",
                 "-W",
                 "1",
+                "-s",
+                &size.to_string(),
                 "10.77.0.2",
             ],
         )
@@ -547,11 +554,18 @@ fn traffic_bench() {
         "load p99",
         "ns/frame"
     );
-    for queues in [1u32, 2] {
+    // TRAFFIC_BENCH_QUEUES=1 TRAFFIC_BENCH_MODES=xdpgeneric: one row pair only.
+    let list = |var: &str, default: &str| -> Vec<String> {
+        let v = std::env::var(var).unwrap_or_else(|_| default.into());
+        v.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    let modes = list("TRAFFIC_BENCH_MODES", "xdpgeneric,xdpdrv");
+    for queues in list("TRAFFIC_BENCH_QUEUES", "1,2") {
+        let queues: u32 = queues.parse().expect("TRAFFIC_BENCH_QUEUES: numbers");
         let pair = VethPair::with_queues("tbench", queues).unwrap();
         pair.wait_up(Duration::from_secs(5)).unwrap();
         let dev = pair.if_b.clone();
-        for mode in ["xdpgeneric", "xdpdrv"] {
+        for mode in modes.iter().map(String::as_str) {
             let (mut kernel_tcp, mut kernel_pps) = (0.0, 0.0);
             for ours in [false, true] {
                 let dm = ours.then_some(&d);
@@ -602,7 +616,8 @@ fn traffic_bench() {
 
 /// MTU 9000 on both ends, generic mode (native XDP on a veth refuses a program without
 /// frags support at this MTU, for the kernel as for bpftime): a TCP transfer arrives
-/// whole through bpftime as through the kernel.
+/// whole through bpftime as through the kernel, and so do jumbo pings (8,000 bytes:
+/// two AF_XDP frames each way, passed as one packet).
 #[test]
 fn jumbo_mtu_tcp_in_generic_mode() {
     if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
@@ -622,13 +637,20 @@ fn jumbo_mtu_tcp_in_generic_mode() {
     let d = Daemon::start();
     let dev = pair.if_b.clone();
     let len = 8 << 20;
-    let mut got = Vec::new();
+    let (mut got, mut pings) = (Vec::new(), Vec::new());
     for ours in [false, true] {
         let dm = ours.then_some(&d);
         ip_xdp(dm, &pair, &dev, &["xdpgeneric", "obj", obj, "sec", "xdp"]);
         got.push(tcp_transfer(&pair, len));
+        pings.push(ping_sized(&pair, 10, 8000));
         ip_xdp(dm, &pair, &dev, &["xdpgeneric", "off"]);
     }
     assert_eq!(got[0], (len, expected_tcp_hash(len)), "kernel");
     assert_eq!(got[1], got[0], "bpftime vs kernel\n{}", d.log());
+    assert_eq!(
+        pings,
+        [10, 10],
+        "jumbo pings (kernel, bpftime)\n{}",
+        d.log()
+    );
 }
