@@ -363,6 +363,19 @@ impl Drop for Attachment {
 pub struct Dataplane {
     attachments: Mutex<HashMap<AttachmentId, Attachment>>,
     next_id: AtomicU64,
+    options: Options,
+}
+
+/// How the data plane's workers behave.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Adaptive busy polling: after its last packet a worker keeps polling its RX ring
+    /// for this long before it sleeps in `poll()` (zero: it sleeps after 64 empty
+    /// rounds). A packet that finds its worker asleep waits for a wake-up (tens of µs
+    /// on a VM); a worker that spins burns its CPU meanwhile (shown as worker CPU time
+    /// in `bpftime status`). `Duration::MAX` never sleeps: the lowest latency at the
+    /// cost of one busy core per queue.
+    pub busy_poll: std::time::Duration,
 }
 
 impl Default for Dataplane {
@@ -376,9 +389,14 @@ const FRAMES_PER_QUEUE: u32 = 2048;
 
 impl Dataplane {
     pub fn new() -> Self {
+        Self::with_options(Options::default())
+    }
+
+    pub fn with_options(options: Options) -> Self {
         Dataplane {
             attachments: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            options,
         }
     }
 
@@ -417,7 +435,10 @@ impl Dataplane {
         // workers it spawns inherit that namespace.
         let att = std::thread::Builder::new()
             .name(format!("xdp-setup-{}", spec.ifindex))
-            .spawn(move || setup(spec, netns_id))
+            .spawn({
+                let options = self.options.clone();
+                move || setup(spec, netns_id, &options)
+            })
             .map_err(kernel("spawn setup thread"))?
             .join()
             .map_err(|_| NetdevError::Invalid("setup thread panicked"))??;
@@ -488,7 +509,11 @@ impl Drop for Dataplane {
 }
 
 /// Runs on the setup thread, inside the interface's namespace.
-fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevError> {
+fn setup(
+    spec: AttachSpec,
+    netns_id: (u64, u64),
+    options: &Options,
+) -> Result<Attachment, NetdevError> {
     if let Some(p) = &spec.netns {
         netns::enter(p).map_err(|source| NetdevError::Netns {
             path: p.clone(),
@@ -569,6 +594,7 @@ fn setup(spec: AttachSpec, netns_id: (u64, u64)) -> Result<Attachment, NetdevErr
             scratch: vec![0; xsk::FRAME_SIZE as usize],
             mtu: netns::mtu(ifindex).unwrap_or(1500) as usize,
             big: Vec::new(),
+            busy_poll: options.busy_poll,
         };
         let h = std::thread::Builder::new()
             .name(format!("xdp-{ifname}-q{q}"))

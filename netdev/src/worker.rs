@@ -98,6 +98,9 @@ pub(crate) struct Worker {
     pub mtu: usize,
     /// Where a descriptor chain (a packet over several frames) is put together.
     pub big: Vec<u8>,
+    /// How long the worker keeps polling its ring after the last packet before it
+    /// sleeps in `poll()` ([`Options::busy_poll`](crate::Options::busy_poll)).
+    pub busy_poll: std::time::Duration,
 }
 
 impl Worker {
@@ -114,6 +117,8 @@ impl Worker {
         let mut txq: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
         let mut tx_inflight: usize = 0;
         let mut idle_rounds = 0u32;
+        // The last time a packet came: within `busy_poll` of it the worker spins.
+        let mut last = std::time::Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             // Sent frames come back free.
             if tx_inflight > 0 {
@@ -139,6 +144,13 @@ impl Worker {
                     let _ = self.xsk.kick_tx();
                 }
                 idle_rounds += 1;
+                if !self.busy_poll.is_zero()
+                    && last.elapsed() < self.busy_poll
+                    && !self.xsk.fill_needs_wakeup()
+                {
+                    std::hint::spin_loop();
+                    continue;
+                }
                 if idle_rounds > 64 || self.xsk.fill_needs_wakeup() {
                     self.refresh_kernel_stats();
                     self.xsk.poll_rx(if tx_inflight > 0 { 1 } else { 50 });
@@ -147,6 +159,7 @@ impl Worker {
                 continue;
             }
             idle_rounds = 0;
+            last = std::time::Instant::now();
             let cpu = self.pin.map_or_else(cpu::current, |c| c as u32);
             // One program per batch: each packet is run by exactly one program, and the
             // guard keeps it alive until the batch is done (replace is atomic per packet).

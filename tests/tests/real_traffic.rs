@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bpftime_tests::netns::VethPair;
 use bpftime_tests::privilege::{require, Need};
@@ -491,7 +491,7 @@ fn udp_flood(pair: &VethPair, secs: f64) -> (f64, Vec<f64>, u64) {
     };
     std::thread::sleep(Duration::from_millis(300));
     let g0 = got.load(Ordering::Relaxed);
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     let rtt = ping_rtts(pair, (secs * 100.0) as u32, "0.01");
     let dt = t0.elapsed().as_secs_f64();
     let delivered = got.load(Ordering::Relaxed) - g0;
@@ -521,7 +521,9 @@ fn worker_counters(d: &Daemon, dev: &str) -> (u64, u64) {
 /// Kernel XDP vs bpftime, same run, pass-all program on veth-b with default offloads:
 /// TCP throughput (iperf3, 4 s), idle ping RTT p50/p99 (100 pings, 20 ms apart), UDP
 /// datagrams delivered per second under a one-thread flood with the ping RTT under that
-/// load, and bpftime's worker CPU per frame. Run with
+/// load, bpftime's worker CPU per frame, and its CPU use while only the pings come
+/// (`cpu%`, 100 = one core); bpftime twice: as started by default, and with
+/// `--busy-poll-us always`. Run with
 /// `cargo test --release -p bpftime-tests --test real_traffic -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -540,8 +542,10 @@ fn traffic_bench() {
     let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
     let obj = obj.to_str().unwrap();
     let d = Daemon::start();
+    // The same data plane with adaptive busy polling that never sleeps.
+    let d_busy = Daemon::start_with(&["--busy-poll-us", "always"]);
     println!(
-        "{:<2} {:<11} {:<8} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<2} {:<11} {:<12} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "q",
         "mode",
         "who",
@@ -549,12 +553,13 @@ fn traffic_bench() {
         "retr",
         "RTT p50",
         "RTT p99",
+        "cpu%",
         "UDP pps",
         "load p50",
         "load p99",
         "ns/frame"
     );
-    // TRAFFIC_BENCH_QUEUES=1 TRAFFIC_BENCH_MODES=xdpgeneric: one row pair only.
+    // TRAFFIC_BENCH_QUEUES=1 TRAFFIC_BENCH_MODES=xdpgeneric: one row group only.
     let list = |var: &str, default: &str| -> Vec<String> {
         let v = std::env::var(var).unwrap_or_else(|_| default.into());
         v.split(',').map(|s| s.trim().to_string()).collect()
@@ -567,24 +572,29 @@ fn traffic_bench() {
         let dev = pair.if_b.clone();
         for mode in modes.iter().map(String::as_str) {
             let (mut kernel_tcp, mut kernel_pps) = (0.0, 0.0);
-            for ours in [false, true] {
-                let dm = ours.then_some(&d);
+            for (who, dm) in [
+                ("kernel", None),
+                ("bpftime", Some(&d)),
+                ("bpftime busy", Some(&d_busy)),
+            ] {
+                let ours = dm.is_some();
                 ip_xdp_retrying(dm, &pair, &dev, &[mode, "obj", obj, "sec", "xdp"]);
                 let (tcp, retr) = iperf(&pair, 4, queues);
+                // Worker CPU while only the pings come (20 per second): the idle cost.
+                let (i0, t0) = (dm.map(|d| worker_counters(d, &dev).0), Instant::now());
                 let rtt = ping_rtts(&pair, 100, "0.02");
-                let (c0, n0) = if ours {
-                    worker_counters(&d, &dev)
-                } else {
-                    (0, 0)
+                let idle_cpu = match (i0, dm) {
+                    (Some(i0), Some(d)) => format!(
+                        "{:.0}",
+                        100.0 * (worker_counters(d, &dev).0 - i0) as f64
+                            / t0.elapsed().as_nanos() as f64
+                    ),
+                    _ => "-".into(),
                 };
+                let (c0, n0) = dm.map_or((0, 0), |d| worker_counters(d, &dev));
                 let (pps, load_rtt, _) = udp_flood(&pair, 3.0);
-                let (c1, n1) = if ours {
-                    worker_counters(&d, &dev)
-                } else {
-                    (0, 0)
-                };
+                let (c1, n1) = dm.map_or((0, 0), |d| worker_counters(d, &dev));
                 ip_xdp(dm, &pair, &dev, &[mode, "off"]);
-                let who = if ours { "bpftime" } else { "kernel" };
                 let per_frame = if ours && n1 > n0 {
                     format!("{:.0}", (c1 - c0) as f64 / (n1 - n0) as f64)
                 } else {
@@ -603,7 +613,7 @@ fn traffic_bench() {
                     (kernel_tcp, kernel_pps) = (tcp, pps);
                 }
                 println!(
-                "{queues:<2} {mode:<11} {who:<8} {tcp:>10.0} {retr:>6} {:>7.0}us {:>7.0}us {pps:>9.0} {:>7.0}us {:>7.0}us {per_frame:>9}{ratio}",
+                "{queues:<2} {mode:<11} {who:<12} {tcp:>10.0} {retr:>6} {:>7.0}us {:>7.0}us {idle_cpu:>6} {pps:>9.0} {:>7.0}us {:>7.0}us {per_frame:>9}{ratio}",
                 pct(&rtt, 0.5),
                 pct(&rtt, 0.99),
                 pct(&load_rtt, 0.5),
@@ -653,4 +663,41 @@ fn jumbo_mtu_tcp_in_generic_mode() {
         "jumbo pings (kernel, bpftime)\n{}",
         d.log()
     );
+}
+
+/// `--busy-poll-us always`: the worker never sleeps (it uses a core while the interface
+/// is idle) and still delivers; by default an idle worker sleeps.
+#[test]
+fn busy_polling_spins_and_delivers() {
+    if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
+        return;
+    }
+    let tmp = TempDir::new("real_traffic_busy");
+    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
+    let obj = obj.to_str().unwrap();
+    let pair = VethPair::new("rtbusy").unwrap();
+    pair.wait_up(Duration::from_secs(5)).unwrap();
+    let dev = pair.if_b.clone();
+    for (args, busy) in [(&[][..], false), (&["--busy-poll-us", "always"][..], true)] {
+        let d = Daemon::start_with(args);
+        ip_xdp(
+            Some(&d),
+            &pair,
+            &dev,
+            &["xdpgeneric", "obj", obj, "sec", "xdp"],
+        );
+        assert_eq!(ping(&pair, 5), 5, "busy={busy}\n{}", d.log());
+        let (c0, t0) = (worker_counters(&d, &dev).0, Instant::now());
+        std::thread::sleep(Duration::from_millis(500));
+        let share = (worker_counters(&d, &dev).0 - c0) as f64 / t0.elapsed().as_nanos() as f64;
+        ip_xdp(Some(&d), &pair, &dev, &["xdpgeneric", "off"]);
+        if busy {
+            assert!(
+                share > 0.5,
+                "a busy-polling worker used {share:.2} of a core"
+            );
+        } else {
+            assert!(share < 0.2, "an idle worker used {share:.2} of a core");
+        }
+    }
 }

@@ -40,6 +40,13 @@ enum Cmd {
         /// 127.0.0.1:9435); off by default.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// Data-plane workers keep polling their ring for this many microseconds after
+        /// the last packet before they sleep: lower latency for packets that come
+        /// within it, at the cost of CPU while it lasts; "always" never sleeps (one busy
+        /// core per queue). Default 0. bpftime-run passes its environment to a daemon it
+        /// starts, so `BPFTIME_BUSY_POLL_US` sets it there too.
+        #[arg(long, value_name = "US|always", env = "BPFTIME_BUSY_POLL_US", default_value = "0", value_parser = parse_busy_poll)]
+        busy_poll_us: std::time::Duration,
     },
     /// Programs, maps, links, pins and attachments of the daemon.
     Status {
@@ -56,6 +63,16 @@ enum Cmd {
     Tracelog,
 }
 
+/// `--busy-poll-us`: microseconds, or "always".
+fn parse_busy_poll(s: &str) -> Result<std::time::Duration, String> {
+    if s == "always" {
+        return Ok(std::time::Duration::MAX);
+    }
+    s.parse::<u64>()
+        .map(std::time::Duration::from_micros)
+        .map_err(|_| format!("{s:?}: microseconds or \"always\""))
+}
+
 fn main() {
     let cli = Cli::parse();
     bpftime_supervisor::init_tracing(match cli.verbose {
@@ -65,13 +82,16 @@ fn main() {
     });
     let socket = proto::socket_path(cli.socket);
     let r = match cli.cmd {
-        Cmd::Daemon { bpffs, metrics } => {
-            bpftime_supervisor::daemon::run(bpftime_supervisor::daemon::DaemonOpts {
-                socket,
-                bpffs,
-                metrics,
-            })
-        }
+        Cmd::Daemon {
+            bpffs,
+            metrics,
+            busy_poll_us,
+        } => bpftime_supervisor::daemon::run(bpftime_supervisor::daemon::DaemonOpts {
+            socket,
+            bpffs,
+            metrics,
+            busy_poll: busy_poll_us,
+        }),
         Cmd::Status { json } => status(&socket, json),
         Cmd::Top => bpftime_supervisor::top::run(&socket),
         Cmd::Stop => stop(&socket),

@@ -72,6 +72,8 @@ pub struct DaemonOpts {
     pub bpffs: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (`--metrics`); None: off.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The data plane's adaptive busy polling (`--busy-poll-us`).
+    pub busy_poll: std::time::Duration,
 }
 
 /// The socket's default name: its daemon's files keep their plain names beside it.
@@ -258,7 +260,9 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
         stats_fds: Mutex::new(Vec::new()),
         notifications: AtomicU64::new(0),
         me: OnceLock::new(),
-        dataplane: bpftime_netdev::Dataplane::new(),
+        dataplane: bpftime_netdev::Dataplane::with_options(bpftime_netdev::Options {
+            busy_poll: opts.busy_poll,
+        }),
         nl: Default::default(),
         trace,
     });
