@@ -159,14 +159,9 @@ fn expected_tcp_hash(len: usize) -> u64 {
     h
 }
 
-/// Bytes of the TCP transfer: in generic mode every GSO super-frame is cut and passed
-/// piece by piece through live frames (slow), so less there.
-fn tcp_len(mode: &str) -> usize {
-    if mode == "xdpdrv" {
-        64 << 20
-    } else {
-        8 << 20
-    }
+/// Bytes of the TCP transfer (100 MiB in both modes).
+fn tcp_len(_mode: &str) -> usize {
+    100 << 20
 }
 
 /// `ip -n NS link set dev veth-b MODE obj OBJ sec SEC`, natively or under bpftime-run
