@@ -300,6 +300,11 @@ impl VmObject {
 
     /// BPF_PROG_TEST_RUN in the VM, with the same ctx the oracle passes
     /// (`{data: 0, data_end: len}`); errors are errnos.
+    /// How program `prog`'s memory accesses run (proven or checked at run time).
+    pub fn memory_accesses(&self, prog: &str) -> Option<bpftime_vm::program::MemoryAccesses> {
+        self.progs.get(prog).map(|p| p.memory_accesses())
+    }
+
     pub fn run(&self, prog: &str, data: &[u8], repeat: u32) -> Result<TestRunOut, i32> {
         let p = self.progs.get(prog).ok_or(libc::ENOENT)?;
         let mut ctx = [0u8; 24];

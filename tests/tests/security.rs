@@ -558,6 +558,32 @@ fn nullable_pointers_and_ringbuf_references_as_the_kernel() {
     );
 }
 
+/// Direct packet access is checked at load as the kernel checks it: through `data + c`
+/// only inside what a comparison with `data_end` showed (each of the eight forms clang
+/// emits; a strict one shows one byte more), reads and writes, copies and
+/// spills sharing the test; `data_end` is neither memory nor takes arithmetic; after
+/// `bpf_xdp_adjust_head` the old pointers are numbers. Both back ends (the refused cases
+/// used to load and were checked at run time only).
+#[test]
+fn packet_accesses_as_the_kernel() {
+    if !require(&[Need::Root, Need::Bpf, Need::Fuse]) {
+        return;
+    }
+    cases_answer_as_the_kernel(
+        "sv_pktrange.c",
+        "packet access programs",
+        &[
+            "unchecked_read EACCES",
+            "checked_read ran 0",
+            "ptr_gt_end_read13 ran 2",
+            "ptr_gt_end_read14 EACCES",
+            "ptr_ge_end_read14 ran 2",
+            "pkt_end_arith EACCES",
+            "stale_after_adjust_head EACCES",
+        ],
+    );
+}
+
 /// Client `src` prints one line per case; under bpftime, on both back ends, every line
 /// is the kernel's, and the kernel's output holds each of `kernel_says` (the cases
 /// that would otherwise pass unnoticed if the client stopped exercising them).

@@ -32,6 +32,11 @@ pub(crate) mod op {
     pub const STACK_LDX: u8 = 0x41;
     pub const STACK_ST: u8 = 0x42;
     pub const STACK_STX: u8 = 0x43;
+    /// Loads/stores through a packet pointer `data + c` whose bytes the verifier proved
+    /// to exist on every path (| size bits; LDX/ST/STX with the unused mode 0xa0).
+    pub const PKT_LDX: u8 = 0xa1;
+    pub const PKT_ST: u8 = 0xa2;
+    pub const PKT_STX: u8 = 0xa3;
     /// `bpf_map_lookup_elem` on map `imm` of the program, resolved at load time
     /// ([`crate::fixup`]); `aux` has [`crate::fixup::KEY_ON_STACK`] when the key is
     /// proven inside the frame. (JMP32 | CALL: no such instruction exists.)
@@ -642,6 +647,24 @@ fn stack_store(fp: u64, off: i32, size: usize, v: u64) {
     unsafe { raw::store(fp.wrapping_add(off as i64 as u64), size, v) }
 }
 
+/// A load at `base + off` that the verifier proved inside the packet (`PKT_LDX`).
+#[inline(always)]
+fn pkt_load(base: u64, off: i32, size: usize) -> u64 {
+    // SAFETY: only used for ops the verifier rewrote to PKT_*: on every path the base
+    // register holds `data + c`, derived in registers from the context's `data` (never
+    // read back from memory), with no packet-moving helper or call since a comparison
+    // with a `data_end` derived the same way showed `c + off + size` bytes from `data`
+    // to exist, and `0 <= c + off`.
+    unsafe { raw::load(base.wrapping_add(off as i64 as u64), size) }
+}
+
+/// A store at `base + off` that the verifier proved inside the packet (`PKT_ST*`).
+#[inline(always)]
+fn pkt_store(base: u64, off: i32, size: usize, v: u64) {
+    // SAFETY: as for `pkt_load`; the packet is writable for XDP programs.
+    unsafe { raw::store(base.wrapping_add(off as i64 as u64), size, v) }
+}
+
 #[derive(Clone, Copy, Default)]
 struct Frame {
     ret_pc: usize,
@@ -961,6 +984,19 @@ fn exec_inner(
             0x4b => stack_store(regs[10], o.off, 2, regs[s]),
             0x53 => stack_store(regs[10], o.off, 1, regs[s]),
             0x5b => stack_store(regs[10], o.off, 8, regs[s]),
+            // ---- proven packet accesses ----
+            0xa1 => regs[d] = pkt_load(regs[s], o.off, 4),
+            0xa9 => regs[d] = pkt_load(regs[s], o.off, 2),
+            0xb1 => regs[d] = pkt_load(regs[s], o.off, 1),
+            0xb9 => regs[d] = pkt_load(regs[s], o.off, 8),
+            0xa2 => pkt_store(regs[d], o.off, 4, o.imm as u64),
+            0xaa => pkt_store(regs[d], o.off, 2, o.imm as u64),
+            0xb2 => pkt_store(regs[d], o.off, 1, o.imm as u64),
+            0xba => pkt_store(regs[d], o.off, 8, o.imm as u64),
+            0xa3 => pkt_store(regs[d], o.off, 4, regs[s]),
+            0xab => pkt_store(regs[d], o.off, 2, regs[s]),
+            0xb3 => pkt_store(regs[d], o.off, 1, regs[s]),
+            0xbb => pkt_store(regs[d], o.off, 8, regs[s]),
             op::CTX_LD => regs[d] = rc.ctx_field(o.off),
             0x18 => {
                 regs[d] = o.imm as u64;

@@ -141,6 +141,14 @@ pub struct TestRunOut {
     pub duration_ns: u32,
 }
 
+/// How a program's memory accesses run ([`Program::memory_accesses`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryAccesses {
+    pub packet_proven: usize,
+    pub stack_proven: usize,
+    pub checked: usize,
+}
+
 /// A loaded program.
 pub struct Program {
     spec: ProgLoadSpec,
@@ -387,6 +395,24 @@ impl Program {
     /// `jited_prog_insns`.
     pub fn jited_insns(&self) -> &[u8] {
         self.jit_done().map_or(&[], |j| j.bytes())
+    }
+
+    /// The program's memory accesses by how they run: proven by the verifier and
+    /// emitted without a run-time check (packet, stack), or checked at run time.
+    pub fn memory_accesses(&self) -> MemoryAccesses {
+        let mut m = MemoryAccesses::default();
+        for o in self.ops.iter() {
+            if !matches!(o.code & 7, 1..=3) {
+                continue;
+            }
+            match o.code & 0xe0 {
+                0xa0 => m.packet_proven += 1,
+                0x40 => m.stack_proven += 1,
+                0x60 | 0x80 | 0xc0 => m.checked += 1,
+                _ => {}
+            }
+        }
+        m
     }
 
     /// Whether runs use JIT-compiled code (finishing a deferred compile first).

@@ -90,9 +90,41 @@ const K_POINTERS: Kinds = K_CTX | K_CTXMOD | K_STACK | K_PTR | K_MAP | K_FUNC | 
 /// that no test against 0 has ruled out yet: no dereference, no arithmetic.
 const K_NULL: Kinds = 512;
 
+/// What a `K_PTR` register is relative to the packet (the kernel's PTR_TO_PACKET with
+/// id 0, and PTR_TO_PACKET_END). Only pointers derived from `ctx->data` by constants are
+/// followed; a variable offset, `data_meta` and anything joined from different values
+/// are `No` (their accesses stay checked at run time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pkt {
+    No,
+    /// `data` plus this constant.
+    Data(i32),
+    /// `data` plus a number not followed.
+    Var,
+    /// `data_end`.
+    End,
+}
+
+impl Pkt {
+    fn join(self, o: Pkt) -> Pkt {
+        match (self, o) {
+            (a, b) if a == b => a,
+            (Pkt::Data(_) | Pkt::Var, Pkt::Data(_) | Pkt::Var) => Pkt::Var,
+            _ => Pkt::No,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Reg {
     k: Kinds,
+    /// Packet pointer tracking (with `k == K_PTR`).
+    pkt: Pkt,
+    /// The value was read back from memory on some path. The stack can be written
+    /// behind the analysis' back (a helper's output, a run-time checked access that
+    /// lands there), so such a packet pointer or bound proves nothing at run time (the
+    /// kernel, which sees every write, trusts it for its verdict, and so do we).
+    tainted: bool,
     /// Offset from the frame pointer, when the value is a stack pointer with a known offset.
     off: Option<i32>,
     /// Which helper call made this pointer-or-NULL (its pc + 1; 0 none or mixed): a
@@ -112,6 +144,8 @@ impl Reg {
     const fn kind(k: Kinds) -> Self {
         Reg {
             k,
+            pkt: Pkt::No,
+            tainted: false,
             off: None,
             id: 0,
             array_ks: 0,
@@ -134,6 +168,8 @@ impl Reg {
     fn join(self, o: Reg) -> Reg {
         Reg {
             k: self.k | o.k,
+            pkt: self.pkt.join(o.pkt),
+            tainted: self.tainted || o.tainted,
             off: if self.off == o.off { self.off } else { None },
             id: if self.id == o.id { self.id } else { 0 },
             array_ks: if self.array_ks == o.array_ks {
@@ -173,6 +209,11 @@ struct State {
     refs: Vec<u32>,
     /// Stack bytes known to hold 0 (the kernel's STACK_ZERO), bit `off + 512`.
     zero: [u64; MAX_BPF_STACK / 64],
+    /// Packet bytes from `data` that a comparison with `data_end` has shown to exist:
+    /// the least over the paths reaching here (what is proven) and the most (what some
+    /// path proves: an access beyond it is out of the packet on every path).
+    pkt_lo: u32,
+    pkt_hi: u32,
 }
 
 /// No `bpf_spin_lock` held on some path.
@@ -192,11 +233,18 @@ impl State {
             lock: LOCK_FREE,
             refs: Vec::new(),
             zero: [0; MAX_BPF_STACK / 64],
+            pkt_lo: 0,
+            pkt_hi: 0,
         }
     }
     fn join_from(&mut self, o: &State) -> bool {
         let mut changed = self.lock | o.lock != self.lock;
         self.lock |= o.lock;
+        if o.pkt_lo < self.pkt_lo || o.pkt_hi > self.pkt_hi {
+            self.pkt_lo = self.pkt_lo.min(o.pkt_lo);
+            self.pkt_hi = self.pkt_hi.max(o.pkt_hi);
+            changed = true;
+        }
         for (a, b) in self.zero.iter_mut().zip(o.zero.iter()) {
             if *a & b != *a {
                 *a &= b;
@@ -302,6 +350,32 @@ impl State {
         self.unhold(id);
         self.retype(id, |_| Reg::kind(K_SCALAR));
     }
+    /// A comparison of `data + off` with `data_end` showed `range` bytes from `data` to
+    /// exist on this edge (`find_good_pkt_pointers`); `trusted`: with values that never
+    /// went through memory (see `Reg::tainted`).
+    fn prove_pkt(&mut self, range: u32, trusted: bool) {
+        if trusted {
+            self.pkt_lo = self.pkt_lo.max(range);
+        }
+        self.pkt_hi = self.pkt_hi.max(range);
+    }
+    /// A helper moved or resized the packet (`clear_all_pkt_pointers`): every packet
+    /// pointer held is a number now, and nothing is proven.
+    fn clear_pkt_pointers(&mut self) {
+        self.pkt_lo = 0;
+        self.pkt_hi = 0;
+        let stale = |r: &Reg| r.pkt != Pkt::No;
+        for r in self.regs.iter_mut() {
+            if stale(r) {
+                *r = Reg::kind(K_SCALAR);
+            }
+        }
+        for i in 0..SLOTS {
+            if stale(&self.slots[i]) {
+                self.set_slot(i, Reg::kind(K_SCALAR));
+            }
+        }
+    }
     /// Something may have written the stack: no byte is known to be 0 any more.
     fn forget_zeros(&mut self) {
         self.zero = [0; MAX_BPF_STACK / 64];
@@ -350,6 +424,13 @@ struct Seen {
     leaked: u32,
     /// Per register, the id of a pointer-or-NULL seen in it (for messages).
     null_from: [u32; 11],
+    /// Per register, its packet tracking on every visit (None: not visited yet).
+    pkt: [Option<Pkt>; 11],
+    /// Per register, `Reg::tainted` on some visit.
+    tainted: [bool; 11],
+    /// `State::pkt_lo` (least) and `pkt_hi` (most) over the visits.
+    pkt_lo: u32,
+    pkt_hi: u32,
 }
 
 fn jump_target(i: usize, insn: Insn) -> i64 {
@@ -875,7 +956,26 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                                 .then(|| sn.off + insn.off as i32)
                         })
                     };
-                    if let Some(off) = frame_off.filter(|&o| in_frame(o)) {
+                    // A packet access inside what is proven on every path, through a
+                    // pointer that never went through memory.
+                    let pkt_proven = seen.as_ref().is_some_and(|seen| {
+                        let sn = &seen[i];
+                        let b = base as usize;
+                        match (sn.k[b], sn.pkt[b], sn.tainted[b]) {
+                            (K_PTR, Some(Pkt::Data(c)), false) => {
+                                let at = c as i64 + insn.off as i64;
+                                at >= 0 && at + size as i64 <= sn.pkt_lo as i64
+                            }
+                            _ => false,
+                        }
+                    });
+                    if pkt_proven {
+                        o.code = match class {
+                            BPF_LDX => op::PKT_LDX,
+                            BPF_ST => op::PKT_ST,
+                            _ => op::PKT_STX,
+                        } | (insn.code & 0x18);
+                    } else if let Some(off) = frame_off.filter(|&o| in_frame(o)) {
                         o.code = match class {
                             BPF_LDX => op::STACK_LDX,
                             BPF_ST => op::STACK_ST,
@@ -1301,6 +1401,11 @@ fn analyse(
         loop {
             let insn = insns[pc];
             let sn = &mut seen[pc];
+            (sn.pkt_lo, sn.pkt_hi) = if sn.visited {
+                (sn.pkt_lo.min(s.pkt_lo), sn.pkt_hi.max(s.pkt_hi))
+            } else {
+                (s.pkt_lo, s.pkt_hi)
+            };
             sn.visited = true;
             sn.lock |= s.lock;
             if sn.held_ref == 0 {
@@ -1314,6 +1419,11 @@ fn analyse(
                     _ => u32::MAX,
                 };
                 sn.k[r] |= s.regs[r].k;
+                sn.tainted[r] |= s.regs[r].tainted;
+                sn.pkt[r] = Some(match sn.pkt[r] {
+                    None => s.regs[r].pkt,
+                    Some(p) => p.join(s.regs[r].pkt),
+                });
                 if s.regs[r].k & K_NULL != 0 && s.regs[r].id != 0 {
                     sn.null_from[r] = s.regs[r].id;
                 }
@@ -1349,15 +1459,25 @@ fn analyse(
                         let o = b.off.unwrap_or(0) as i64 + insn.off as i64;
                         let idx = o + MAX_BPF_STACK as i64;
                         if o % 8 == 0 && (0..MAX_BPF_STACK as i64).contains(&idx) {
-                            s.slots[(idx / 8) as usize]
+                            Reg {
+                                tainted: true,
+                                ..s.slots[(idx / 8) as usize]
+                            }
                         } else {
                             Reg::kind(K_SCALAR)
                         }
                     } else if b.k == K_CTX {
-                        if matches!(insn.off, 0 | 4 | 8) {
-                            Reg::kind(K_PTR)
-                        } else {
-                            Reg::kind(K_SCALAR)
+                        match insn.off {
+                            0 if matches!(mode, Mode::Xdp { .. }) => Reg {
+                                pkt: Pkt::Data(0),
+                                ..Reg::kind(K_PTR)
+                            },
+                            4 if matches!(mode, Mode::Xdp { .. }) => Reg {
+                                pkt: Pkt::End,
+                                ..Reg::kind(K_PTR)
+                            },
+                            0 | 4 | 8 => Reg::kind(K_PTR),
+                            _ => Reg::kind(K_SCALAR),
                         }
                     } else if size == 8 && b.k & K_FRAME != 0 {
                         // A caller's spill, seen from a callee that does not track the
@@ -1481,6 +1601,9 @@ fn analyse(
                         if (1..=5).any(|r| s.regs[r].k & K_STACK != 0) {
                             s.forget_zeros();
                         }
+                        // The callee may move the packet: what is proven is not kept
+                        // (what some path proves is, as the kernel follows the callee).
+                        s.pkt_lo = 0;
                         if let Some(ret) = sub_ret[sp] {
                             s.regs[0] = ret.cross_frame();
                             for r in 1..=5 {
@@ -1497,6 +1620,16 @@ fn analyse(
                         } else {
                             0
                         };
+                        if matches!(
+                            helper,
+                            id::XDP_ADJUST_HEAD | id::XDP_ADJUST_META | id::XDP_ADJUST_TAIL
+                        ) {
+                            s.clear_pkt_pointers();
+                        }
+                        // A callback (bpf_loop, for_each_map_elem) may move the packet.
+                        if (1..=5).any(|r| s.regs[r].k & K_FUNC != 0) {
+                            s.pkt_lo = 0;
+                        }
                         match helper {
                             id::SPIN_LOCK => s.lock = LOCK_HELD,
                             id::SPIN_UNLOCK => s.lock = LOCK_FREE,
@@ -1564,6 +1697,22 @@ fn analyse(
                         push(&mut states, &mut work, &mut queued, t, &taken);
                         s.refine_null(insn.dst as usize, op == BPF_JNE);
                     }
+                    op @ (BPF_JGT | BPF_JGE | BPF_JLT | BPF_JLE)
+                        if class == BPF_JMP && insn.code & BPF_X != 0 =>
+                    {
+                        let t = jump_target(pc, insn) as usize;
+                        let mut taken = s.clone();
+                        let (d, r) = (s.regs[insn.dst as usize], s.regs[insn.src as usize]);
+                        if let Some((on_taken, range)) = pkt_compare(op, d, r) {
+                            let trusted = !d.tainted && !r.tainted;
+                            if on_taken {
+                                taken.prove_pkt(range, trusted);
+                            } else {
+                                s.prove_pkt(range, trusted);
+                            }
+                        }
+                        push(&mut states, &mut work, &mut queued, t, &taken);
+                    }
                     _ => {
                         let t = jump_target(pc, insn) as usize;
                         push(&mut states, &mut work, &mut queued, t, &s);
@@ -1584,6 +1733,45 @@ fn analyse(
         }
     }
     seen
+}
+
+/// A comparison of a packet pointer `data + off` with `data_end` (either order): on
+/// which edge (the jump taken, or the fall-through) it shows bytes of the packet to
+/// exist, and how many from `data`. As the kernel's `try_match_pkt_pointers`: where
+/// the pointer is at most the end, `off` bytes; strictly below it, `off + 1` (its
+/// `range_right_open`, not for `data + 0`); nothing for a negative offset.
+fn pkt_compare(op: u8, dst: Reg, src: Reg) -> Option<(bool, u32)> {
+    let pkt = |r: Reg| match (r.k, r.pkt) {
+        (K_PTR, Pkt::Data(off)) => Some(off),
+        _ => None,
+    };
+    let end = |r: Reg| r.k == K_PTR && r.pkt == Pkt::End;
+    // Normalise to "ptr OP end" (end OP ptr flips the operator).
+    let (off, op) = match (pkt(dst), end(src), end(dst), pkt(src)) {
+        (Some(off), true, _, _) => (off, op),
+        (_, _, true, Some(off)) => (
+            off,
+            match op {
+                BPF_JGT => BPF_JLT,
+                BPF_JLT => BPF_JGT,
+                BPF_JGE => BPF_JLE,
+                _ => BPF_JGE,
+            },
+        ),
+        _ => return None,
+    };
+    // Which edge has `ptr < end` (right open) or `ptr <= end`.
+    let (on_taken, open) = match op {
+        BPF_JGT => (false, false), // fall-through: ptr <= end
+        BPF_JGE => (false, true),  // fall-through: ptr < end
+        BPF_JLT => (true, true),
+        _ => (true, false), // JLE
+    };
+    if off < 0 || (off == 0 && open) || off > 0xffff {
+        return None;
+    }
+    let range = if open { off + 1 } else { off };
+    Some((on_taken, range as u32))
 }
 
 fn alu_transfer(s: &mut State, insn: Insn) {
@@ -1644,8 +1832,20 @@ fn alu_transfer(s: &mut State, insn: Insn) {
             if k == 0 {
                 k = K_SCALAR;
             }
+            // Packet pointers: a constant moves `data + off`, a number makes it variable;
+            // `data_end` moved is no longer the end (the kernel refuses that).
+            let pkt = match (dv.pkt, sconst) {
+                _ if k != K_PTR || src_ptr => Pkt::No,
+                (Pkt::Data(o), Some(c)) => {
+                    let c = if op == BPF_ADD { c } else { -c };
+                    i32::try_from(o as i64 + c).map_or(Pkt::Var, Pkt::Data)
+                }
+                (Pkt::Data(_) | Pkt::Var, _) => Pkt::Var,
+                _ => Pkt::No,
+            };
             s.regs[d] = Reg {
                 off: if k & K_STACK != 0 { off } else { None },
+                pkt,
                 ..Reg::kind(k)
             };
         }
@@ -1876,6 +2076,12 @@ fn check_types(
                         ),
                     );
                 }
+                if pk == K_PTR && sn.pkt[preg as usize] == Some(Pkt::End) {
+                    return eacces(
+                        log,
+                        format!("R{preg} pointer arithmetic on pkt_end prohibited"),
+                    );
+                }
                 // check_reg_sane_offset: constants of 2^29 or more are refused.
                 if !x && matches!(op, BPF_ADD | BPF_SUB) && (insn.imm as i64).abs() >= 1 << 29 {
                     return Err(fail(
@@ -2004,6 +2210,33 @@ fn check_types(
                         log,
                         format!("{i}: R{base} invalid mem access '{}'", kinds_name(bk)),
                     ));
+                }
+                // Packet accesses (check_packet_access): through `data + c`, inside what
+                // some path has shown to exist; `data_end` is no memory.
+                match (bk, sn.pkt[base as usize]) {
+                    (K_PTR, Some(Pkt::End)) => {
+                        return Err(fail(
+                            EACCES,
+                            log,
+                            format!("{i}: R{base} invalid mem access 'pkt_end'"),
+                        ));
+                    }
+                    (K_PTR, Some(Pkt::Data(c))) => {
+                        let off = c as i64 + insn.off as i64;
+                        if off < 0 || off + size as i64 > sn.pkt_hi as i64 {
+                            return Err(fail(
+                                EACCES,
+                                log,
+                                format!(
+                                    "{i}: invalid access to packet, off={off} size={size}, \
+                                     R{base}(id=0,off={off},r={})\n\
+                                     R{base} offset is outside of the packet",
+                                    sn.pkt_hi
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {}
                 }
                 if bk == K_STACK && sn.off_state == 1 {
                     let o = sn.off as i64 + insn.off as i64;

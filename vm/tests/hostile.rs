@@ -268,16 +268,45 @@ fn hostile_programs_abort_safely() {
 }
 
 fn hostile_programs_abort_safely_on_backend() {
-    // Packet read past data_end without a bounds check (the kernel refuses these at
-    // load; bpftime checks at run time).
-    let f = run_aborts("ldxw %r2, [%r1+0]\nldxw %r0, [%r2+64]\nexit");
+    // Packet accesses at constant offsets outside what a bounds check proved are
+    // refused at load, as the kernel refuses them (EACCES).
+    for src in [
+        "ldxw %r2, [%r1+0]\nldxw %r0, [%r2+64]\nexit",
+        "ldxw %r2, [%r1+0]\nstb [%r2-1], 0\nmov %r0, 2\nexit",
+    ] {
+        assert_eq!(load_xdp(&a(src)).err(), Some(EACCES), "{src}");
+    }
+    // What the verifier does not follow (variable offsets) is checked at run time.
+    // CHECKED: r2 = data, r3 = pkt[0] (0 in `pkt()`) after a one-byte bounds check.
+    const CHECKED: &str = "ldxw %r2, [%r1+0]\nldxw %r4, [%r1+4]\nmov %r5, %r2\nadd %r5, 8\n\
+                           jgt %r5, %r4, out\nldxb %r3, [%r2+5]\n";
+    // Packet read past data_end.
+    let f = run_aborts(&format!(
+        "{CHECKED}ldxb %r3, [%r2+0]\nadd %r2, %r3\nldxw %r0, [%r2+64]\nexit\nout: mov %r0, 1\nexit"
+    ));
     assert!(matches!(f, Fault::OutOfBounds { .. }), "{f:?}");
     // Packet write before data_meta (into the headroom).
-    run_aborts("ldxw %r2, [%r1+0]\nstb [%r2-1], 0\nmov %r0, 2\nexit");
+    run_aborts(&format!(
+        "{CHECKED}ldxb %r3, [%r2+0]\nadd %r2, %r3\nstb [%r2-1], 0\nmov %r0, 2\nexit\nout: mov %r0, 1\nexit"
+    ));
+    // A bound read back from the stack proves nothing at run time: here the spilled
+    // data_end is overwritten through a packet pointer moved onto the stack (a checked
+    // access the analysis does not see land there), then "proves" 1,000 bytes. The read
+    // stays checked and faults instead of reading past the packet.
+    let f = run_aborts(
+        "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nstxdw [%r10-8], %r3\n\
+         mov %r4, %r10\nsub %r4, %r2\nmov %r5, %r2\nadd %r5, %r4\n\
+         lddw %r6, 0x7fffffffffffffff\nstxdw [%r5-8], %r6\n\
+         ldxdw %r6, [%r10-8]\nmov %r7, %r2\nadd %r7, 1000\njgt %r7, %r6, out\n\
+         ldxb %r0, [%r2+999]\nexit\nout: mov %r0, 1\nexit",
+    );
+    assert!(matches!(f, Fault::OutOfBounds { .. }), "{f:?}");
     // A pointer derived from the packet with a huge scalar.
     run_aborts("ldxw %r2, [%r1+0]\nlddw %r3, 0x100000000\nadd %r2, %r3\nldxb %r0, [%r2+0]\nexit");
     // Stack access through a variable offset outside the stack.
-    run_aborts("ldxw %r2, [%r1+0]\nldxb %r3, [%r2+5]\nlsh %r3, 20\nmov %r4, %r10\nadd %r4, %r3\nstdw [%r4-8], 1\nmov %r0, 2\nexit");
+    run_aborts(&format!(
+        "{CHECKED}lsh %r3, 20\nmov %r4, %r10\nadd %r4, %r3\nstdw [%r4-8], 1\nmov %r0, 2\nexit\nout: mov %r0, 1\nexit"
+    ));
     // A loop whose exit is never taken (the kernel proves this at load by state
     // equivalence; bpftime aborts the run when its budget is spent).
     let f = run_aborts("mov %r0, 0\nl: jeq %r0, 0, l\nexit");

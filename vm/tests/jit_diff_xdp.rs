@@ -87,7 +87,17 @@ fn dump(fds: &Fds) -> Vec<(usize, u32, Option<Vec<u8>>)> {
     out
 }
 
-/// r6 = ctx, r7 = data, r8 = data_end, r9 = accumulator; stack r10-64..-8 zeroed.
+/// `r1 += (r9 & 0)`: a zero the verifier sees as any number (clobbers r3).
+fn unknown_zero_into_r1() -> [Insn; 3] {
+    [
+        i(0xbf, 3, 9, 0, 0),
+        i(0x57, 3, 0, 0, 0),
+        i(0x0f, 1, 3, 0, 0),
+    ]
+}
+
+/// r6 = ctx, r7 = data, r8 = data_end (64 bytes proven), r9 = accumulator; stack
+/// r10-64..-8 zeroed.
 fn snippet(r: &mut Rng, n: usize) -> Vec<Insn> {
     let size = r.pick(&[0x00u8, 0x08, 0x10, 0x18]);
     let bytes = [4i64, 2, 1, 8][(size >> 3) as usize];
@@ -100,27 +110,39 @@ fn snippet(r: &mut Rng, n: usize) -> Vec<Insn> {
             r.below(1000) as i32 + 1,
         )],
         1 | 2 => {
-            // packet load (sometimes past data_end), added to r9
-            let off = if r.below(16) == 0 {
+            // packet load (sometimes past data_end, through a variable offset the
+            // verifier does not follow: checked at run time), added to r9
+            let past = r.below(16) == 0;
+            let off = if past {
                 60 + r.below(12) as i32
             } else {
                 r.below((64 - bytes + 1) as u64) as i32
             };
-            vec![
-                i(0xbf, 1, 7, 0, 0),
+            let mut v = vec![i(0xbf, 1, 7, 0, 0)];
+            if past {
+                v.extend(unknown_zero_into_r1());
+            }
+            v.extend([
                 i(0x07, 1, 0, 0, off),
                 i(0x61 | size, 2, 1, 0, 0),
                 i(0x0f, 9, 2, 0, 0),
-            ]
+            ]);
+            v
         }
         3 => {
-            // packet store (sometimes past data_end)
-            let off = if r.below(16) == 0 {
+            // packet store (sometimes past data_end, as for loads)
+            let past = r.below(16) == 0;
+            let off = if past {
                 60 + r.below(8) as i16
             } else {
                 r.below((64 - bytes + 1) as u64) as i16
             };
-            vec![i(0x62 | size, 7, 0, off, r.next() as i32)]
+            let mut v = vec![i(0xbf, 1, 7, 0, 0)];
+            if past {
+                v.extend(unknown_zero_into_r1());
+            }
+            v.push(i(0x62 | size, 1, 0, off, r.next() as i32));
+            v
         }
         4 => {
             // stack through a copy of r10 at a constant offset (typed stack access)
@@ -219,8 +241,13 @@ fn program(r: &mut Rng) -> Vec<Insn> {
         i(0x61, 7, 6, 0, 0),
         i(0x61, 8, 6, 4, 0),
         i(0xb7, 9, 0, 0, 0),
+        // if (data + 64 > data_end) goto out (patched below)
+        i(0xbf, 1, 7, 0, 0),
+        i(0x07, 1, 0, 0, 64),
+        i(0x2d, 1, 8, 0, 0),
         i(0xb7, 1, 0, 0, 0),
     ];
+    let check = p.len() - 2;
     for k in 1..=8 {
         p.push(i(0x7b, 10, 1, -8 * k, 0));
     }
@@ -233,6 +260,9 @@ fn program(r: &mut Rng) -> Vec<Insn> {
         i(0x57, 0, 0, 0, 0xffff),
         i(0x95, 0, 0, 0, 0),
     ]);
+    // out: return XDP_DROP
+    p[check] = i(0x2d, 1, 8, (p.len() - check - 1) as i16, 0);
+    p.extend([i(0xb7, 0, 0, 0, 1), i(0x95, 0, 0, 0, 0)]);
     p
 }
 

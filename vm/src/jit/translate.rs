@@ -494,8 +494,9 @@ impl T<'_, '_> {
         let (ty, size) = size_ty(o.code);
         let class = o.code & 7;
         let mode = o.code & 0xe0;
-        let (stack, signed) = match mode {
-            0x40 => (true, false),
+        // Proven in bounds: the frame (0x40: r10 + constant) or the packet (0xa0).
+        let (proven, signed) = match mode {
+            0x40 | 0xa0 => (true, false),
             0x60 => (false, false),
             0x80 if class == 1 => (false, true),
             _ => {
@@ -506,7 +507,7 @@ impl T<'_, '_> {
         let base = if class == 1 { o.src } else { o.dst };
         let bv = self.r(base);
         let addr = self.b.ins().iadd_imm_s(bv, o.off as i64);
-        if !stack {
+        if !proven {
             let (write, k) = if class == 1 {
                 (false, kind::READ)
             } else {
