@@ -7,9 +7,10 @@
 //! 2. creates an XSKMAP and loads the redirect stub
 //!    (`bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)`, raw instructions, see
 //!    [`stub`]) and the pass stub with the real `bpf()`;
-//! 3. per RX queue, creates an AF_XDP socket with its own UMEM (4 KiB frames, the
-//!    packet at 256 bytes = XDP_PACKET_HEADROOM into its frame; zero-copy when the
-//!    driver has it, else copy mode; XDP_USE_NEED_WAKEUP) and puts it in the XSKMAP;
+//! 3. per RX queue, creates an AF_XDP socket with its own UMEM ([`Options`]: 512
+//!    frames of 4 KiB by default, the packet at 256 bytes = XDP_PACKET_HEADROOM into its
+//!    frame; zero-copy when the driver has it, else copy mode; XDP_USE_NEED_WAKEUP) and
+//!    puts it in the XSKMAP;
 //! 4. attaches the stub with `BPF_LINK_CREATE` (BPF_XDP, the mode asked). The link fd
 //!    belongs to this process: when it dies the kernel detaches the stub, and an
 //!    empty XSKMAP slot already means XDP_PASS, so the host keeps its network;
@@ -367,7 +368,7 @@ pub struct Dataplane {
 }
 
 /// How the data plane's workers behave.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Adaptive busy polling: after its last packet a worker keeps polling its RX ring
     /// for this long before it sleeps in `poll()` (zero: it sleeps after 64 empty
@@ -376,6 +377,20 @@ pub struct Options {
     /// in `bpftime status`). `Duration::MAX` never sleeps: the lowest latency at the
     /// cost of one busy core per queue.
     pub busy_poll: std::time::Duration,
+    /// UMEM frames (4 KiB each) and ring entries per queue, a power of two from 64 to
+    /// 65,536: the memory an attached queue pins (512, the default: 2 MiB), and how many packets
+    /// it can hold while its worker is late before the kernel drops (counted as
+    /// `kernel_rx_ring_full`/`fill_ring_empty` in `bpftime status`).
+    pub frames_per_queue: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            busy_poll: std::time::Duration::ZERO,
+            frames_per_queue: DEFAULT_FRAMES_PER_QUEUE,
+        }
+    }
 }
 
 impl Default for Dataplane {
@@ -384,8 +399,8 @@ impl Default for Dataplane {
     }
 }
 
-/// UMEM frames (and ring entries) per queue: 2048 x 4 KiB = 8 MiB.
-const FRAMES_PER_QUEUE: u32 = 2048;
+/// UMEM frames (and ring entries) per queue by default: 512 x 4 KiB = 2 MiB.
+pub const DEFAULT_FRAMES_PER_QUEUE: u32 = 512;
 
 impl Dataplane {
     pub fn new() -> Self {
@@ -521,6 +536,12 @@ fn setup(
         })?;
     }
     let ifindex = spec.ifindex;
+    let nframes = options.frames_per_queue;
+    if !nframes.is_power_of_two() || !(64..=65536).contains(&nframes) {
+        return Err(NetdevError::Invalid(
+            "frames per queue: a power of two from 64 to 65536",
+        ));
+    }
     let ifname = netns::ifname(ifindex).map_err(|_| NetdevError::NoDevice { ifindex })?;
     let nq = spec.queues.unwrap_or_else(|| netns::rx_queues(&ifname));
     let xsks = sys::map_create(17, 4, 4, nq, "bpftime_xsks").map_err(kernel("create XSKMAP"))?;
@@ -560,7 +581,7 @@ fn setup(
     for q in 0..nq {
         let x =
             // Generic mode sees GSO super-frames (see `gso`): take them as chains.
-            xsk::Xsk::new(ifindex, q, FRAMES_PER_QUEUE, spec.mode == XdpMode::Skb)
+            xsk::Xsk::new(ifindex, q, nframes, spec.mode == XdpMode::Skb)
                 .map_err(kernel("create AF_XDP socket"))?;
         sys::map_update_u32(&xsks, q, x.fd() as u32).map_err(kernel("XSKMAP update"))?;
         sockets.push(x);

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use bpftime_tests::netns::VethPair;
+use bpftime_tests::netns::{Netns, VethPair};
 use bpftime_tests::privilege::{require, Need};
 use common::*;
 
@@ -694,5 +694,136 @@ fn busy_polling_spins_and_delivers() {
         } else {
             assert!(share < 0.2, "an idle worker used {share:.2} of a core");
         }
+    }
+}
+
+/// (RSS KiB, threads, CPU ticks user+system) of process `pid`.
+fn proc_usage(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0u64)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 (utime, stime); `after` starts at field 3.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    (field("VmRSS:"), field("Threads:"), ticks)
+}
+
+/// A container host: the pass program attached under bpftime-run to N interfaces at
+/// once (one busy veth pair carrying traffic, N-1 idle veths in another namespace),
+/// for N in SCALE_BENCH_N (default 1,10,100). Per N: the daemon's RSS and threads, its
+/// CPU while all are idle, the attach time per interface (each an `ip link set ...
+/// xdpgeneric obj` under bpftime-run), and the UDP datagrams per second delivered on the
+/// busy interface under a flood, and its TCP throughput. SCALE_BENCH_DAEMON_ARGS: more
+/// `bpftime daemon` arguments (e.g. `--umem-frames 256`). Run with
+/// `cargo test --release -p bpftime-tests --test real_traffic many_interfaces_bench --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn many_interfaces_bench() {
+    if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
+        return;
+    }
+    let tmp = TempDir::new("scale_bench");
+    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
+    let obj = obj.to_str().unwrap();
+    let ns: Vec<usize> = std::env::var("SCALE_BENCH_N")
+        .unwrap_or_else(|_| "1,10,100".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("SCALE_BENCH_N: numbers"))
+        .collect();
+    let hz = 100.0; // USER_HZ
+    println!(
+        "{:>4} {:>9} {:>12} {:>8} {:>9} {:>13} {:>9} {:>10}",
+        "ifs",
+        "RSS MiB",
+        "KiB/idle if",
+        "threads",
+        "idle cpu%",
+        "attach ms/if",
+        "UDP pps",
+        "TCP Mbit/s"
+    );
+    let mut base_rss = None;
+    for n in ns {
+        let pair = VethPair::new("scbusy").unwrap();
+        pair.wait_up(Duration::from_secs(5)).unwrap();
+        let idle = Netns::new("scidle").unwrap();
+        let idle_ifs: Vec<String> = (1..n).map(|i| format!("si{i}")).collect();
+        for name in &idle_ifs {
+            idle.ip(&[
+                "link",
+                "add",
+                name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{name}p"),
+            ])
+            .unwrap();
+            idle.ip(&["link", "set", name, "up"]).unwrap();
+            idle.ip(&["link", "set", &format!("{name}p"), "up"])
+                .unwrap();
+        }
+        let args = std::env::var("SCALE_BENCH_DAEMON_ARGS").unwrap_or_default();
+        let d = Daemon::start_with(&args.split_whitespace().collect::<Vec<_>>());
+        let pid = d.pid().unwrap();
+        let t0 = Instant::now();
+        ip_xdp(
+            Some(&d),
+            &pair,
+            &pair.if_b,
+            &["xdpgeneric", "obj", obj, "sec", "xdp"],
+        );
+        for name in &idle_ifs {
+            let out = d.run_in_netns(
+                idle.name(),
+                &[
+                    "ip",
+                    "link",
+                    "set",
+                    "dev",
+                    name,
+                    "xdpgeneric",
+                    "obj",
+                    obj,
+                    "sec",
+                    "xdp",
+                ],
+            );
+            assert!(out.status.success(), "attach {name}: {out:?}\n{}", d.log());
+        }
+        let attach_ms = t0.elapsed().as_secs_f64() * 1e3 / n as f64;
+        std::thread::sleep(Duration::from_secs(1));
+        let (_, _, c0) = proc_usage(pid);
+        let t1 = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let (rss, threads, c1) = proc_usage(pid);
+        let idle_cpu = 100.0 * (c1 - c0) as f64 / hz / t1.elapsed().as_secs_f64();
+        let (pps, _, _) = udp_flood(&pair, 2.0);
+        let (tcp, _) = iperf(&pair, 3, 1);
+        let per_if = match base_rss {
+            Some(b) if n > 1 => format!("{:.0}", (rss as f64 - b as f64) / (n - 1) as f64),
+            _ => "-".into(),
+        };
+        if n == 1 {
+            base_rss = Some(rss);
+        }
+        println!(
+            "{n:>4} {:>9.1} {per_if:>12} {threads:>8} {idle_cpu:>9.1} {attach_ms:>13.1} {pps:>9.0} {tcp:>10.0}",
+            rss as f64 / 1024.0
+        );
+        drop(d);
     }
 }

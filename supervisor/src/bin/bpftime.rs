@@ -47,6 +47,11 @@ enum Cmd {
         /// starts, so `BPFTIME_BUSY_POLL_US` sets it there too.
         #[arg(long, value_name = "US|always", env = "BPFTIME_BUSY_POLL_US", default_value = "0", value_parser = parse_busy_poll)]
         busy_poll_us: std::time::Duration,
+        /// UMEM frames (4 KiB each) per attached queue, a power of two from 64 to
+        /// 65536: the memory each queue pins, and the packets it holds while its worker
+        /// is late (more: fewer drops under bursts).
+        #[arg(long, value_name = "N", env = "BPFTIME_UMEM_FRAMES", default_value_t = bpftime_netdev::DEFAULT_FRAMES_PER_QUEUE, value_parser = parse_frames)]
+        umem_frames: u32,
     },
     /// Programs, maps, links, pins and attachments of the daemon.
     Status {
@@ -73,6 +78,14 @@ fn parse_busy_poll(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("{s:?}: microseconds or \"always\""))
 }
 
+/// `--umem-frames`: a power of two from 64 to 65536.
+fn parse_frames(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && (64..=65536).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: a power of two from 64 to 65536")),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     bpftime_supervisor::init_tracing(match cli.verbose {
@@ -86,11 +99,13 @@ fn main() {
             bpffs,
             metrics,
             busy_poll_us,
+            umem_frames,
         } => bpftime_supervisor::daemon::run(bpftime_supervisor::daemon::DaemonOpts {
             socket,
             bpffs,
             metrics,
             busy_poll: busy_poll_us,
+            umem_frames,
         }),
         Cmd::Status { json } => status(&socket, json),
         Cmd::Top => bpftime_supervisor::top::run(&socket),

@@ -74,6 +74,8 @@ pub struct DaemonOpts {
     pub metrics: Option<std::net::SocketAddr>,
     /// The data plane's adaptive busy polling (`--busy-poll-us`).
     pub busy_poll: std::time::Duration,
+    /// UMEM frames per attached queue (`--umem-frames`).
+    pub umem_frames: u32,
 }
 
 /// The socket's default name: its daemon's files keep their plain names beside it.
@@ -262,6 +264,7 @@ pub fn run(opts: DaemonOpts) -> anyhow::Result<()> {
         me: OnceLock::new(),
         dataplane: bpftime_netdev::Dataplane::with_options(bpftime_netdev::Options {
             busy_poll: opts.busy_poll,
+            frames_per_queue: opts.umem_frames,
         }),
         nl: Default::default(),
         trace,
