@@ -359,6 +359,28 @@ impl State {
         }
         self.pkt_hi = self.pkt_hi.max(range);
     }
+    /// Code the analysis does not follow from here (a bpf-to-bpf call, a callback) may
+    /// have moved the packet: nothing is proven any more, and the packet pointers held
+    /// prove nothing at run time (they keep their kinds and tags: the kernel, which
+    /// follows the callee, only clears them when it does move the packet).
+    fn distrust_pkt(&mut self) {
+        self.pkt_lo = 0;
+        let held = |r: &Reg| r.pkt != Pkt::No && !r.tainted;
+        for r in self.regs.iter_mut() {
+            if held(r) {
+                r.tainted = true;
+            }
+        }
+        for i in 0..SLOTS {
+            if held(&self.slots[i]) {
+                let v = Reg {
+                    tainted: true,
+                    ..self.slots[i]
+                };
+                self.set_slot(i, v);
+            }
+        }
+    }
     /// A helper moved or resized the packet (`clear_all_pkt_pointers`): every packet
     /// pointer held is a number now, and nothing is proven.
     fn clear_pkt_pointers(&mut self) {
@@ -1603,7 +1625,7 @@ fn analyse(
                         }
                         // The callee may move the packet: what is proven is not kept
                         // (what some path proves is, as the kernel follows the callee).
-                        s.pkt_lo = 0;
+                        s.distrust_pkt();
                         if let Some(ret) = sub_ret[sp] {
                             s.regs[0] = ret.cross_frame();
                             for r in 1..=5 {
@@ -1626,9 +1648,11 @@ fn analyse(
                         ) {
                             s.clear_pkt_pointers();
                         }
-                        // A callback (bpf_loop, for_each_map_elem) may move the packet.
-                        if (1..=5).any(|r| s.regs[r].k & K_FUNC != 0) {
-                            s.pkt_lo = 0;
+                        // A callback (bpf_loop, for_each_map_elem, ...) may move the packet.
+                        if (1..=5).any(|r| s.regs[r].k & K_FUNC != 0)
+                            || matches!(helper, id::LOOP | id::FOR_EACH_MAP_ELEM)
+                        {
+                            s.distrust_pkt();
                         }
                         match helper {
                             id::SPIN_LOCK => s.lock = LOCK_HELD,
@@ -1846,6 +1870,7 @@ fn alu_transfer(s: &mut State, insn: Insn) {
             s.regs[d] = Reg {
                 off: if k & K_STACK != 0 { off } else { None },
                 pkt,
+                tainted: dv.tainted || (x && s.regs[insn.src as usize].tainted),
                 ..Reg::kind(k)
             };
         }
@@ -2380,6 +2405,9 @@ fn check_types(
                             }
                             let bad = match kind {
                                 ArgKind::Ctx => rk & K_CTX == 0,
+                                // A callback is an `ld_imm64 FUNC` on every path, never a
+                                // number that happens to look like one.
+                                ArgKind::Func => rk != K_FUNC,
                                 ArgKind::Map => rk & (K_MAP | K_PTR) == 0,
                                 // A map value's lock: never the stack, the context, a
                                 // map or a function, nor a value that is only a number.

@@ -301,6 +301,29 @@ fn hostile_programs_abort_safely_on_backend() {
          ldxb %r0, [%r2+999]\nexit\nout: mov %r0, 1\nexit",
     );
     assert!(matches!(f, Fault::OutOfBounds { .. }), "{f:?}");
+    // Nor one read back and moved by arithmetic (`add 0` keeps the taint): the spilled
+    // `data` is replaced by an unmapped address the same way, then "proven".
+    let f = run_aborts(
+        "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nstxdw [%r10-8], %r2\n\
+         mov %r4, %r10\nsub %r4, %r2\nmov %r5, %r2\nadd %r5, %r4\n\
+         lddw %r6, 0x1000\nstxdw [%r5-8], %r6\n\
+         ldxdw %r7, [%r10-8]\nadd %r7, 0\nmov %r8, %r2\nadd %r8, 8\njgt %r8, %r3, out\n\
+         ldxdw %r0, [%r7+0]\nexit\nout: mov %r0, 1\nexit",
+    );
+    assert!(matches!(f, Fault::OutOfBounds { .. }), "{f:?}");
+    // A packet pointer held across a call that moved the packet (the callee grows it at
+    // the front by 32 bytes): a new bound proves nothing for the old pointer, whose read
+    // lands 24 bytes past the new end and stays checked.
+    let f = run_aborts(
+        "mov %r6, %r1\nldxw %r7, [%r6+0]\nmov %r1, %r6\ncall local g\n\
+         ldxw %r2, [%r6+0]\nldxw %r3, [%r6+4]\nmov %r4, %r2\nadd %r4, 96\njgt %r4, %r3, out\n\
+         ldxdw %r0, [%r7+88]\nexit\nout: mov %r0, 1\nexit\n\
+         g: mov %r2, -32\ncall 44\nmov %r0, 0\nexit",
+    );
+    assert!(matches!(f, Fault::OutOfBounds { .. }), "{f:?}");
+    // A callback must be an `ld_imm64 FUNC`: a number that looks like one is refused.
+    let forged = "mov %r1, 1\nlddw %r2, 0x1234\nmov %r3, 0\nmov %r4, 0\ncall 181\nmov %r0, 2\nexit";
+    assert_eq!(load_xdp(&a(forged)).err(), Some(EACCES), "{forged}");
     // A pointer derived from the packet with a huge scalar.
     run_aborts("ldxw %r2, [%r1+0]\nlddw %r3, 0x100000000\nadd %r2, %r3\nldxb %r0, [%r2+0]\nexit");
     // Stack access through a variable offset outside the stack.
