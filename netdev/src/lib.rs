@@ -97,7 +97,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -110,6 +110,7 @@ pub mod fib;
 pub mod gso;
 pub mod live;
 pub mod netns;
+mod stop;
 pub mod stub;
 mod sys;
 pub mod tap;
@@ -306,7 +307,7 @@ struct Attachment {
     zero_copy: bool,
     prog: Arc<ArcSwap<ProgSlot>>,
     counters: Vec<Arc<QueueCounters>>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<stop::Stop>,
     workers: Vec<JoinHandle<()>>,
     /// The stub's bpf_link; closing it detaches the stub.
     link: Option<OwnedFd>,
@@ -347,7 +348,7 @@ impl Attachment {
     /// Closes the link (the interface is back to the kernel stack), stops the workers.
     fn shutdown(&mut self) {
         self.link.take();
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.set();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -590,7 +591,7 @@ fn setup(
     let link = sys::link_create_xdp(&redirect, ifindex, spec.mode.flags())
         .map_err(kernel("attach XDP stub (LINK_CREATE)"))?;
     let prog = Arc::new(ArcSwap::from_pointee(ProgSlot(spec.program)));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(stop::Stop::new().map_err(kernel("create eventfd"))?);
     let ncpu = cpu::online();
     let mut counters = Vec::new();
     let mut workers = Vec::new();
@@ -623,7 +624,7 @@ fn setup(
         match h {
             Ok(h) => workers.push(h),
             Err(e) => {
-                stop.store(true, Ordering::Relaxed);
+                stop.set();
                 drop(link);
                 for w in workers {
                     let _ = w.join();

@@ -2,7 +2,7 @@
 //! program on each, and carries out the verdict.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -87,7 +87,7 @@ pub(crate) struct Worker {
     pub prog: Arc<ArcSwap<ProgSlot>>,
     pub pass_stub: Arc<OwnedFd>,
     pub counters: Arc<QueueCounters>,
-    pub stop: Arc<AtomicBool>,
+    pub stop: Arc<crate::stop::Stop>,
     pub pin: Option<usize>,
     pub ptx: Option<PacketTx>,
     /// The TAP reinjection path of native mode (PASS without metadata).
@@ -119,7 +119,7 @@ impl Worker {
         let mut idle_rounds = 0u32;
         // The last time a packet came: within `busy_poll` of it the worker spins.
         let mut last = std::time::Instant::now();
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.is_set() {
             // Sent frames come back free.
             if tx_inflight > 0 {
                 let before = recycle.len();
@@ -153,7 +153,10 @@ impl Worker {
                 }
                 if idle_rounds > 64 || self.xsk.fill_needs_wakeup() {
                     self.refresh_kernel_stats();
-                    self.xsk.poll_rx(if tx_inflight > 0 { 1 } else { 50 });
+                    // Idle: sleep until a packet or the end comes (a second at most,
+                    // for the kernel's counters in `status`).
+                    self.xsk
+                        .poll_rx(if tx_inflight > 0 { 1 } else { 1000 }, self.stop.fd());
                     idle_rounds = 0;
                 }
                 continue;

@@ -419,15 +419,22 @@ impl Xsk {
     }
 
     /// Waits up to `timeout_ms` for received packets (also wakes the driver when the
-    /// FILL ring needs it).
-    pub fn poll_rx(&self, timeout_ms: i32) -> bool {
-        let mut p = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: p is one live pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    /// FILL ring needs it), or until `also` is readable.
+    pub fn poll_rx(&self, timeout_ms: i32, also: RawFd) -> bool {
+        let mut p = [
+            libc::pollfd {
+                fd: self.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: also,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: p is an array of two live pollfds.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) };
         r > 0
     }
 
