@@ -83,6 +83,13 @@ fn tcp_headers(frame: &[u8]) -> Option<Tcp> {
     })
 }
 
+impl Tcp {
+    /// Payload bytes per segment on a device of `mtu` (the sender's MSS).
+    fn mss(&self, mtu: usize) -> Option<usize> {
+        mtu.checked_sub(self.iphl + self.thl).filter(|&m| m > 0)
+    }
+}
+
 /// Prepares a TCP super-frame to be handed to the stack as one GSO packet of a device
 /// of `mtu` ([`Reinject::send_gso`](crate::tap::Reinject::send_gso)): its checksum field
 /// is set to the partial state (the folded pseudo-header sum, as `__tcp_v4_send_check`
@@ -95,22 +102,25 @@ pub fn as_gso_packet(frame: &mut [u8], mtu: usize) -> Option<TcpGso> {
     if u16::from_be_bytes([frame[lenfield], frame[lenfield + 1]]) == 0 || t.ip_end != frame.len() {
         return None;
     }
-    let mss = mtu.checked_sub(t.iphl + t.thl).filter(|&m| m > 0)?;
-    let seed = fold(pseudo(frame, t.ip, t.v6, IPPROTO_TCP, t.ip_end - t.l4));
-    frame[t.l4 + 16..t.l4 + 18].copy_from_slice(&seed.to_be_bytes());
-    Some(TcpGso {
+    let gso = TcpGso {
         v6: t.v6,
         ecn: frame[t.l4 + 13] & 0x80 != 0,
         csum_start: u16::try_from(t.l4).ok()?,
         hdr_len: u16::try_from(t.l4 + t.thl).ok()?,
-        mss: u16::try_from(mss).ok()?,
-    })
+        mss: u16::try_from(t.mss(mtu)?).ok()?,
+    };
+    // Only a packet that will go whole is changed.
+    let seed = fold(pseudo(frame, t.ip, t.v6, IPPROTO_TCP, t.ip_end - t.l4));
+    frame[t.l4 + 16..t.l4 + 18].copy_from_slice(&seed.to_be_bytes());
+    Some(gso)
 }
 
 /// The segments of `frame` (from the Ethernet header) for a device of `mtu`, or `None`
 /// when it is not TCP over IPv4/IPv6 without IPv6 extension headers (those are left
 /// to the caller).
 pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
+    let t = tcp_headers(frame)?;
+    let mss = t.mss(mtu)?;
     let Tcp {
         ip,
         iphl,
@@ -118,10 +128,9 @@ pub fn tcp_segments(frame: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
         v6,
         l4,
         thl,
-    } = tcp_headers(frame)?;
+    } = t;
     let hdr = &frame[..l4 + thl];
     let payload = &frame[l4 + thl..ip_end];
-    let mss = mtu.checked_sub(iphl + thl).filter(|&m| m > 0)?;
     let seq0 = u32::from_be_bytes(frame[l4 + 4..l4 + 8].try_into().ok()?);
     let flags0 = frame[l4 + 13];
     let id0 = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]);
