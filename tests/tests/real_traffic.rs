@@ -722,8 +722,8 @@ fn proc_usage(pid: u32) -> (u64, u64, u64) {
 /// A container host: the pass program attached under bpftime-run to N interfaces at
 /// once (one busy veth pair carrying traffic, N-1 idle veths in another namespace),
 /// for N in SCALE_BENCH_N (default 1,10,100). Per N: the daemon's RSS and threads, its
-/// CPU while all are idle, the attach time per interface (each an `ip link set ...
-/// xdpgeneric obj` under bpftime-run), and the UDP datagrams per second delivered on the
+/// CPU while all are idle, the attach and detach time per interface (each an `ip link
+/// set ... xdpgeneric obj|off` under bpftime-run), and the UDP datagrams per second delivered on the
 /// busy interface under a flood, and its TCP throughput. SCALE_BENCH_DAEMON_ARGS: more
 /// `bpftime daemon` arguments (e.g. `--umem-frames 256`). Run with
 /// `cargo test --release -p bpftime-tests --test real_traffic many_interfaces_bench --
@@ -744,13 +744,14 @@ fn many_interfaces_bench() {
         .collect();
     let hz = 100.0; // USER_HZ
     println!(
-        "{:>4} {:>9} {:>12} {:>8} {:>9} {:>13} {:>9} {:>10}",
+        "{:>4} {:>9} {:>12} {:>8} {:>9} {:>13} {:>13} {:>9} {:>10}",
         "ifs",
         "RSS MiB",
         "KiB/idle if",
         "threads",
         "idle cpu%",
         "attach ms/if",
+        "detach ms/if",
         "UDP pps",
         "TCP Mbit/s"
     );
@@ -813,6 +814,23 @@ fn many_interfaces_bench() {
         let idle_cpu = 100.0 * (c1 - c0) as f64 / hz / t1.elapsed().as_secs_f64();
         let (pps, _, _) = udp_flood(&pair, 2.0);
         let (tcp, _) = iperf(&pair, 3, 1);
+        // Detach the idle ones (each wakes and joins its sleeping worker).
+        let t2 = Instant::now();
+        for name in &idle_ifs {
+            let out = d.run_in_netns(
+                idle.name(),
+                &["ip", "link", "set", "dev", name, "xdpgeneric", "off"],
+            );
+            assert!(out.status.success(), "detach {name}: {out:?}\n{}", d.log());
+        }
+        let detach_ms = if idle_ifs.is_empty() {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.1}",
+                t2.elapsed().as_secs_f64() * 1e3 / idle_ifs.len() as f64
+            )
+        };
         let per_if = match base_rss {
             Some(b) if n > 1 => format!("{:.0}", (rss as f64 - b as f64) / (n - 1) as f64),
             _ => "-".into(),
@@ -821,7 +839,7 @@ fn many_interfaces_bench() {
             base_rss = Some(rss);
         }
         println!(
-            "{n:>4} {:>9.1} {per_if:>12} {threads:>8} {idle_cpu:>9.1} {attach_ms:>13.1} {pps:>9.0} {tcp:>10.0}",
+            "{n:>4} {:>9.1} {per_if:>12} {threads:>8} {idle_cpu:>9.1} {attach_ms:>13.1} {detach_ms:>13} {pps:>9.0} {tcp:>10.0}",
             rss as f64 / 1024.0
         );
         drop(d);
