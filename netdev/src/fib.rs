@@ -4,18 +4,14 @@
 //! FIB lookup with its error mapping, unicast only, MTU, metric, source address,
 //! gateway, neighbour), each step a request the kernel answers from the same tables.
 //!
-//! The only `unsafe` is the netlink socket's creation, send and receive.
+//! The netlink socket is [`crate::rtnl`]'s.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use crate::rtnl::{u32_of, Socket};
 
 const RTM_GETLINK: u16 = 18;
 const RTM_GETROUTE: u16 = 26;
 const RTM_GETNEIGH: u16 = 30;
 const RTM_GETNETCONF: u16 = 82;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const RTA_DST: u16 = 1;
 const RTA_SRC: u16 = 2;
 const RTA_OIF: u16 = 4;
@@ -73,8 +69,7 @@ pub mod ret {
 /// cache of lookup results (a data-plane worker looks up the same flows packet
 /// after packet; routes and neighbours changed on the host show within `CACHE_TTL`).
 pub struct Rtnl {
-    fd: OwnedFd,
-    seq: u32,
+    sock: Socket,
     cache: std::collections::HashMap<CacheKey, CacheEntry>,
 }
 
@@ -166,146 +161,13 @@ fn put_attr(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
     }
 }
 
-fn u32_of(b: &[u8]) -> u32 {
-    b.get(..4)
-        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-        .unwrap_or(0)
-}
-
 impl Rtnl {
     /// A NETLINK_ROUTE socket in the calling thread's network namespace.
     pub fn open() -> std::io::Result<Rtnl> {
-        // SAFETY: socket() takes no pointers.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let tv = libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt reads a timeval of the size given.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
         Ok(Rtnl {
-            fd,
-            seq: 1,
+            sock: Socket::open()?,
             cache: Default::default(),
         })
-    }
-
-    /// Send message `ty` with `flags` and `body` under a new sequence number.
-    fn send(&mut self, ty: u16, flags: u16, body: &[u8]) -> Result<(), i32> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut msg = Vec::with_capacity(16 + body.len());
-        msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-        msg.extend_from_slice(&ty.to_ne_bytes());
-        msg.extend_from_slice(&flags.to_ne_bytes());
-        msg.extend_from_slice(&self.seq.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(body);
-        // SAFETY: sends `msg` (valid for its length) to the kernel (default address).
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(libc::EIO);
-        }
-        Ok(())
-    }
-
-    /// Receive one datagram (one or more messages) into `buf`; its length.
-    fn recv(&self, buf: &mut [u8]) -> Result<usize, i32> {
-        // SAFETY: receives into `buf`, valid for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
-        };
-        if n < 16 {
-            return Err(libc::EIO);
-        }
-        Ok(n as usize)
-    }
-
-    /// The messages of the current request in the datagrams that follow: `each`
-    /// gets (type, payload) and says whether more are expected. Replies to earlier,
-    /// timed-out requests are skipped.
-    fn replies(&mut self, mut each: impl FnMut(u16, &[u8]) -> bool) -> Result<(), i32> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.recv(&mut buf)?;
-            let mut b = &buf[..n];
-            while b.len() >= 16 {
-                let len = (u32_of(b) as usize).clamp(16, b.len());
-                let mty = u16::from_ne_bytes([b[4], b[5]]);
-                if u32_of(&b[8..]) == self.seq && !each(mty, &b[16..len]) {
-                    return Ok(());
-                }
-                b = &b[len.next_multiple_of(4).min(b.len())..];
-            }
-        }
-    }
-
-    /// One request; the payload of its reply, or the kernel's errno.
-    fn request(&mut self, ty: u16, body: &[u8]) -> Result<Vec<u8>, i32> {
-        self.send(ty, NLM_F_REQUEST, body)?;
-        let mut out = Err(libc::EIO);
-        self.replies(|mty, payload| {
-            out = match mty {
-                NLMSG_ERROR => match u32_of(payload) as i32 {
-                    0 => Ok(Vec::new()),
-                    e => Err(-e),
-                },
-                _ => Ok(payload.to_vec()),
-            };
-            false
-        })?;
-        out
-    }
-
-    /// A dump request: the payloads of every message up to NLMSG_DONE.
-    fn dump(&mut self, ty: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
-        self.send(ty, NLM_F_REQUEST | NLM_F_DUMP, body)?;
-        let (mut out, mut err) = (Vec::new(), 0);
-        self.replies(|mty, payload| match mty {
-            NLMSG_DONE => false,
-            NLMSG_ERROR => {
-                err = -(u32_of(payload) as i32);
-                false
-            }
-            _ => {
-                out.push(payload.to_vec());
-                true
-            }
-        })?;
-        if err != 0 {
-            return Err(err);
-        }
-        Ok(out)
     }
 
     /// The kernel's `fib_table_lookup` in table `table` (BPF_FIB_LOOKUP_DIRECT: no
@@ -314,7 +176,7 @@ impl Rtnl {
     fn table_route(&mut self, family: u8, dst: &[u8], table: u32) -> Result<Route, i32> {
         let mut body = vec![family, 0, 0, 0, 0, 0, 0, 0];
         body.extend_from_slice(&0u32.to_ne_bytes());
-        let all = self.dump(RTM_GETROUTE, &body)?;
+        let all = self.sock.dump(RTM_GETROUTE, &body)?;
         let mut best: Option<(u8, u32, Route)> = None;
         for m in &all {
             if m.len() < 12 {
@@ -365,7 +227,7 @@ impl Rtnl {
     fn link(&mut self, ifindex: u32) -> Result<(Option<[u8; 6]>, u32), i32> {
         let mut ifi = vec![0u8; 16];
         ifi[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
-        let r = self.request(RTM_GETLINK, &ifi)?;
+        let r = self.sock.request(RTM_GETLINK, &ifi)?;
         let (mut mac, mut mtu) = (None, 0);
         for (t, v) in attrs(r.get(16..).unwrap_or(&[])) {
             match t {
@@ -380,7 +242,7 @@ impl Rtnl {
     fn forwarding(&mut self, family: u8, ifindex: u32) -> bool {
         let mut body = vec![family, 0, 0, 0];
         put_attr(&mut body, NETCONFA_IFINDEX, &(ifindex as i32).to_ne_bytes());
-        match self.request(RTM_GETNETCONF, &body) {
+        match self.sock.request(RTM_GETNETCONF, &body) {
             Ok(r) => attrs(r.get(4..).unwrap_or(&[]))
                 .iter()
                 .find(|(t, _)| *t == NETCONFA_FORWARDING)
@@ -431,7 +293,7 @@ impl Rtnl {
         if let Some(t) = table {
             put_attr(&mut body, RTA_TABLE, &t.to_ne_bytes());
         }
-        let r = self.request(RTM_GETROUTE, &body)?;
+        let r = self.sock.request(RTM_GETROUTE, &body)?;
         if r.len() < 12 {
             return Err(libc::EIO);
         }
@@ -448,7 +310,7 @@ impl Rtnl {
         body.extend_from_slice(&(ifindex as i32).to_ne_bytes());
         body.extend_from_slice(&[0, 0, 0, 0]); // state, flags, type
         put_attr(&mut body, NDA_DST, addr);
-        let r = self.request(RTM_GETNEIGH, &body).ok()?;
+        let r = self.sock.request(RTM_GETNEIGH, &body).ok()?;
         let state = u16::from_ne_bytes([*r.get(8)?, *r.get(9)?]);
         if state & NUD_VALID == 0 {
             return None;

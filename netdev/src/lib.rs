@@ -110,6 +110,7 @@ pub mod fib;
 pub mod gso;
 pub mod live;
 pub mod netns;
+mod rtnl;
 mod stop;
 pub mod stub;
 mod sys;

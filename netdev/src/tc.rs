@@ -15,25 +15,24 @@
 
 use std::io;
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::Emitable;
 use netlink_packet_route::tc::{
     TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcActionType, TcAttribute,
     TcFilterU32Option, TcHandle, TcMessage, TcMirror, TcMirrorActionType, TcOption, TcU32Key,
     TcU32Selector, TcU32SelectorFlags,
 };
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use crate::rtnl::Socket;
+
+const RTM_NEWQDISC: u16 = 36;
+const RTM_NEWTFILTER: u16 = 44;
 /// `ETH_P_ALL`, in the network byte order `tcm_info` wants.
 const ETH_P_ALL_BE: u16 = 0x0003u16.to_be();
 
 /// Installs `clsact` on `dev` and a filter on its ingress redirecting every frame to
 /// the ingress of `target` (both ifindexes of the calling thread's namespace).
 pub fn redirect_ingress(dev: u32, target: u32) -> io::Result<()> {
-    let sock = open()?;
+    let mut sock = Socket::open()?;
     let mut qdisc = TcMessage::with_index(dev as i32);
     qdisc.header.parent = TcHandle::CLSACT;
     qdisc.header.handle = TcHandle {
@@ -41,7 +40,7 @@ pub fn redirect_ingress(dev: u32, target: u32) -> io::Result<()> {
         minor: 0,
     };
     qdisc.attributes.push(TcAttribute::Kind("clsact".into()));
-    request(&sock, RouteNetlinkMessage::NewQueueDiscipline(qdisc))?;
+    create(&mut sock, RTM_NEWQDISC, &qdisc)?;
 
     let mut filter = TcMessage::with_index(dev as i32);
     filter.header.parent = TcHandle {
@@ -50,13 +49,11 @@ pub fn redirect_ingress(dev: u32, target: u32) -> io::Result<()> {
     };
     // Priority 1, every protocol.
     filter.header.info = (1 << 16) | ETH_P_ALL_BE as u32;
-    let mut key = TcU32Key::default();
-    key.mask = 0;
-    key.val = 0;
+    // One key of mask 0: every frame matches.
     let mut sel = TcU32Selector::default();
     sel.flags = TcU32SelectorFlags::Terminal;
     sel.nkeys = 1;
-    sel.keys = vec![key];
+    sel.keys = vec![TcU32Key::default()];
     let mut mirror = TcMirror::default();
     mirror.generic.action = TcActionType::Stolen;
     mirror.eaction = TcMirrorActionType::IngressRedir;
@@ -75,38 +72,12 @@ pub fn redirect_ingress(dev: u32, target: u32) -> io::Result<()> {
             TcOption::U32(TcFilterU32Option::Action(vec![action])),
         ]),
     ];
-    request(&sock, RouteNetlinkMessage::NewTrafficFilter(filter))
+    create(&mut sock, RTM_NEWTFILTER, &filter)
 }
 
-fn open() -> io::Result<Socket> {
-    let mut sock = Socket::new(NETLINK_ROUTE)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
-    Ok(sock)
-}
-
-/// Sends one create request and waits for its acknowledgement.
-fn request(sock: &Socket, msg: RouteNetlinkMessage) -> io::Result<()> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    header.sequence_number = 1;
-    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-    packet.finalize();
-    let mut buf = vec![0u8; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    sock.send(&buf, 0)?;
-    let mut reply = vec![0u8; 8192];
-    let n = sock.recv(&mut &mut reply[..], 0)?;
-    let answer = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    match answer.payload {
-        NetlinkPayload::Error(e) => match e.code {
-            None => Ok(()),
-            Some(_) => Err(e.to_io()),
-        },
-        other => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unexpected rtnetlink answer: {other:?}"),
-        )),
-    }
+/// One create request of `msg`, acknowledged (the kernel's errno otherwise).
+fn create(sock: &mut Socket, ty: u16, msg: &TcMessage) -> io::Result<()> {
+    let mut body = vec![0u8; msg.buffer_len()];
+    msg.emit(&mut body);
+    sock.create(ty, &body).map_err(io::Error::from_raw_os_error)
 }

@@ -162,7 +162,9 @@ impl Worker {
                 continue;
             }
             idle_rounds = 0;
-            last = std::time::Instant::now();
+            if !self.busy_poll.is_zero() {
+                last = std::time::Instant::now();
+            }
             let cpu = self.pin.map_or_else(cpu::current, |c| c as u32);
             // One program per batch: each packet is run by exactly one program, and the
             // guard keeps it alive until the batch is done (replace is atomic per packet).

@@ -159,10 +159,16 @@ fn expected_tcp_hash(len: usize) -> u64 {
     h
 }
 
-/// Bytes of the TCP transfer (100 MiB in both modes).
-fn tcp_len(_mode: &str) -> usize {
-    100 << 20
+/// rt_progs.bpf.c built in a scratch directory (which lives as long as the TempDir).
+fn rt_obj(tag: &str) -> (TempDir, String) {
+    let tmp = TempDir::new(tag);
+    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
+    let obj = obj.to_str().expect("utf-8 path").to_string();
+    (tmp, obj)
 }
+
+/// Bytes of the TCP transfer (both modes).
+const TCP_LEN: usize = 100 << 20;
 
 /// `ip -n NS link set dev veth-b MODE obj OBJ sec SEC`, natively or under bpftime-run
 /// (ip -n enters the namespace itself, so the attach is resolved there): the command as
@@ -262,7 +268,7 @@ fn run_case(
     let udp6 = udp_burst(&tx6, &rx6, to("fd77::2"), 2);
     let vlan = rxv.map(|rxv| udp_burst(&tx4, &rxv, to("10.78.5.2"), 3));
     let ping = ping(pair, 20);
-    let tcp = Some(tcp_transfer(pair, tcp_len(mode)));
+    let tcp = Some(tcp_transfer(pair, TCP_LEN));
     ip_xdp(d, pair, dev, &[mode, "off"]);
     // The NAT program: datagrams to 10.77.0.99:9999 arrive at 10.77.0.2:7000.
     ip_xdp(d, pair, dev, &[mode, "obj", obj, "sec", "xdp/nat"]);
@@ -346,8 +352,11 @@ fn default_offloads_deliver_what_the_kernel_delivers() {
         // The kernel delivers everything here; the comparison is the test.
         assert_eq!(kernel.udp4, BURST, "{table}");
         assert_eq!(ours, kernel, "{table}\ndaemon log:\n{}", d.log());
-        let len = tcp_len(mode);
-        assert_eq!(ours.tcp, Some((len, expected_tcp_hash(len))), "{table}");
+        assert_eq!(
+            ours.tcp,
+            Some((TCP_LEN, expected_tcp_hash(TCP_LEN))),
+            "{table}"
+        );
     }
     eprintln!("{table}");
     let st = d.status();
@@ -533,9 +542,8 @@ fn traffic_bench() {
     ]) {
         return;
     }
-    let tmp = TempDir::new("traffic_bench");
-    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
-    let obj = obj.to_str().unwrap();
+    let (_tmp, obj) = rt_obj("traffic_bench");
+    let obj = obj.as_str();
     let d = Daemon::start();
     // The same data plane with adaptive busy polling that never sleeps.
     let d_busy = Daemon::start_with(&["--busy-poll-us", "always"]);
@@ -628,9 +636,8 @@ fn jumbo_mtu_tcp_in_generic_mode() {
     if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
         return;
     }
-    let tmp = TempDir::new("real_traffic_jumbo");
-    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
-    let obj = obj.to_str().unwrap();
+    let (_tmp, obj) = rt_obj("real_traffic_jumbo");
+    let obj = obj.as_str();
     let pair = VethPair::new("rtjumbo").unwrap();
     pair.a
         .ip(&["link", "set", &pair.if_a, "mtu", "9000"])
@@ -667,9 +674,8 @@ fn busy_polling_spins_and_delivers() {
     if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
         return;
     }
-    let tmp = TempDir::new("real_traffic_busy");
-    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
-    let obj = obj.to_str().unwrap();
+    let (_tmp, obj) = rt_obj("real_traffic_busy");
+    let obj = obj.as_str();
     let pair = VethPair::new("rtbusy").unwrap();
     pair.wait_up(Duration::from_secs(5)).unwrap();
     let dev = pair.if_b.clone();
@@ -734,9 +740,8 @@ fn many_interfaces_bench() {
     if !require(&[Need::Root, Need::Bpf, Need::Netns, Need::Fuse, Need::Clang]) {
         return;
     }
-    let tmp = TempDir::new("scale_bench");
-    let obj = clang_bpf(tmp.path(), "rt_progs.bpf.c", "rt_progs.o");
-    let obj = obj.to_str().unwrap();
+    let (_tmp, obj) = rt_obj("scale_bench");
+    let obj = obj.as_str();
     let ns: Vec<usize> = std::env::var("SCALE_BENCH_N")
         .unwrap_or_else(|_| "1,10,100".into())
         .split(',')

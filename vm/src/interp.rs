@@ -631,37 +631,24 @@ impl RunCtx<'_> {
     }
 }
 
-/// A load at `fp + off` that the verifier proved inside the frame whose top is `fp`.
+/// A load at `base + off` that the verifier proved in bounds: STACK_LDX (the base is
+/// r10) or PKT_LDX (the base is `data + c`).
 #[inline(always)]
-fn stack_load(fp: u64, off: i32, size: usize) -> u64 {
-    // SAFETY: only used for ops the verifier rewrote to STACK_* : the base is r10, which
+fn proven_load(base: u64, off: i32, size: usize) -> u64 {
+    // SAFETY: only used for ops the verifier rewrote. STACK_*: the base is r10, which
     // programs cannot write (checked at load) and which always holds the top of the
     // current frame inside the run's stack buffer; -512 <= off and off + size <= 0.
-    unsafe { raw::load(fp.wrapping_add(off as i64 as u64), size) }
-}
-
-/// A store at `fp + off` that the verifier proved inside the frame whose top is `fp`.
-#[inline(always)]
-fn stack_store(fp: u64, off: i32, size: usize, v: u64) {
-    // SAFETY: as for `stack_load`.
-    unsafe { raw::store(fp.wrapping_add(off as i64 as u64), size, v) }
-}
-
-/// A load at `base + off` that the verifier proved inside the packet (`PKT_LDX`).
-#[inline(always)]
-fn pkt_load(base: u64, off: i32, size: usize) -> u64 {
-    // SAFETY: only used for ops the verifier rewrote to PKT_*: on every path the base
-    // register holds `data + c`, derived in registers from the context's `data` (never
-    // read back from memory), with no packet-moving helper or call since a comparison
-    // with a `data_end` derived the same way showed `c + off + size` bytes from `data`
-    // to exist, and `0 <= c + off`.
+    // PKT_*: on every path the base register holds `data + c`, derived in registers
+    // from the context's `data` (never read back from memory), with no packet-moving
+    // helper or call since a comparison with a `data_end` derived the same way showed
+    // `c + off + size` bytes from `data` to exist, and `0 <= c + off`.
     unsafe { raw::load(base.wrapping_add(off as i64 as u64), size) }
 }
 
-/// A store at `base + off` that the verifier proved inside the packet (`PKT_ST*`).
+/// A store at `base + off` that the verifier proved in bounds (STACK_ST*, PKT_ST*).
 #[inline(always)]
-fn pkt_store(base: u64, off: i32, size: usize, v: u64) {
-    // SAFETY: as for `pkt_load`; the packet is writable for XDP programs.
+fn proven_store(base: u64, off: i32, size: usize, v: u64) {
+    // SAFETY: as for `proven_load`; the stack and the packet are writable.
     unsafe { raw::store(base.wrapping_add(off as i64 as u64), size, v) }
 }
 
@@ -971,32 +958,20 @@ fn exec_inner(
                     regs[s] = old;
                 }
             }
-            // ---- proven stack accesses (r10 + constant inside the frame) ----
-            0x41 => regs[d] = stack_load(regs[10], o.off, 4),
-            0x49 => regs[d] = stack_load(regs[10], o.off, 2),
-            0x51 => regs[d] = stack_load(regs[10], o.off, 1),
-            0x59 => regs[d] = stack_load(regs[10], o.off, 8),
-            0x42 => stack_store(regs[10], o.off, 4, o.imm as u64),
-            0x4a => stack_store(regs[10], o.off, 2, o.imm as u64),
-            0x52 => stack_store(regs[10], o.off, 1, o.imm as u64),
-            0x5a => stack_store(regs[10], o.off, 8, o.imm as u64),
-            0x43 => stack_store(regs[10], o.off, 4, regs[s]),
-            0x4b => stack_store(regs[10], o.off, 2, regs[s]),
-            0x53 => stack_store(regs[10], o.off, 1, regs[s]),
-            0x5b => stack_store(regs[10], o.off, 8, regs[s]),
-            // ---- proven packet accesses ----
-            0xa1 => regs[d] = pkt_load(regs[s], o.off, 4),
-            0xa9 => regs[d] = pkt_load(regs[s], o.off, 2),
-            0xb1 => regs[d] = pkt_load(regs[s], o.off, 1),
-            0xb9 => regs[d] = pkt_load(regs[s], o.off, 8),
-            0xa2 => pkt_store(regs[d], o.off, 4, o.imm as u64),
-            0xaa => pkt_store(regs[d], o.off, 2, o.imm as u64),
-            0xb2 => pkt_store(regs[d], o.off, 1, o.imm as u64),
-            0xba => pkt_store(regs[d], o.off, 8, o.imm as u64),
-            0xa3 => pkt_store(regs[d], o.off, 4, regs[s]),
-            0xab => pkt_store(regs[d], o.off, 2, regs[s]),
-            0xb3 => pkt_store(regs[d], o.off, 1, regs[s]),
-            0xbb => pkt_store(regs[d], o.off, 8, regs[s]),
+            // ---- proven accesses: stack (r10 + constant inside the frame) and packet ----
+            // (the verifier made r10 the base of the stack ones)
+            0x41 | 0xa1 => regs[d] = proven_load(regs[s], o.off, 4),
+            0x49 | 0xa9 => regs[d] = proven_load(regs[s], o.off, 2),
+            0x51 | 0xb1 => regs[d] = proven_load(regs[s], o.off, 1),
+            0x59 | 0xb9 => regs[d] = proven_load(regs[s], o.off, 8),
+            0x42 | 0xa2 => proven_store(regs[d], o.off, 4, o.imm as u64),
+            0x4a | 0xaa => proven_store(regs[d], o.off, 2, o.imm as u64),
+            0x52 | 0xb2 => proven_store(regs[d], o.off, 1, o.imm as u64),
+            0x5a | 0xba => proven_store(regs[d], o.off, 8, o.imm as u64),
+            0x43 | 0xa3 => proven_store(regs[d], o.off, 4, regs[s]),
+            0x4b | 0xab => proven_store(regs[d], o.off, 2, regs[s]),
+            0x53 | 0xb3 => proven_store(regs[d], o.off, 1, regs[s]),
+            0x5b | 0xbb => proven_store(regs[d], o.off, 8, regs[s]),
             op::CTX_LD => regs[d] = rc.ctx_field(o.off),
             0x18 => {
                 regs[d] = o.imm as u64;

@@ -294,13 +294,17 @@ impl State {
     }
     /// Every register and spilled copy of the value `id` becomes `to`.
     fn retype(&mut self, id: u32, to: impl Fn(Reg) -> Reg) {
+        self.update(|r| r.id == id, to);
+    }
+    /// Every register and spilled value that is `which` becomes `to` of it.
+    fn update(&mut self, which: impl Fn(&Reg) -> bool, to: impl Fn(Reg) -> Reg) {
         for r in self.regs.iter_mut() {
-            if r.id == id {
+            if which(r) {
                 *r = to(*r);
             }
         }
         for i in 0..SLOTS {
-            if self.slots[i].id == id {
+            if which(&self.slots[i]) {
                 let v = to(self.slots[i]);
                 self.set_slot(i, v);
             }
@@ -365,38 +369,17 @@ impl State {
     /// follows the callee, only clears them when it does move the packet).
     fn distrust_pkt(&mut self) {
         self.pkt_lo = 0;
-        let held = |r: &Reg| r.pkt != Pkt::No && !r.tainted;
-        for r in self.regs.iter_mut() {
-            if held(r) {
-                r.tainted = true;
-            }
-        }
-        for i in 0..SLOTS {
-            if held(&self.slots[i]) {
-                let v = Reg {
-                    tainted: true,
-                    ..self.slots[i]
-                };
-                self.set_slot(i, v);
-            }
-        }
+        self.update(
+            |r| r.pkt != Pkt::No && !r.tainted,
+            |r| Reg { tainted: true, ..r },
+        );
     }
     /// A helper moved or resized the packet (`clear_all_pkt_pointers`): every packet
     /// pointer held is a number now, and nothing is proven.
     fn clear_pkt_pointers(&mut self) {
         self.pkt_lo = 0;
         self.pkt_hi = 0;
-        let stale = |r: &Reg| r.pkt != Pkt::No;
-        for r in self.regs.iter_mut() {
-            if stale(r) {
-                *r = Reg::kind(K_SCALAR);
-            }
-        }
-        for i in 0..SLOTS {
-            if stale(&self.slots[i]) {
-                self.set_slot(i, Reg::kind(K_SCALAR));
-            }
-        }
+        self.update(|r| r.pkt != Pkt::No, |_| Reg::kind(K_SCALAR));
     }
     /// Something may have written the stack: no byte is known to be 0 any more.
     fn forget_zeros(&mut self) {
