@@ -45,8 +45,8 @@ fn main() {
         .filter(|(_, p)| p.len() >= packets::MIN_TEST_RUN_LEN)
         .collect();
     println!(
-        "{:<18} {:>3} {:>10} {:>10} {:>8} {:>16}",
-        "program", "cpu", "vm ns/run", "kernel ns", "vm/kern", "pkt/stk/checked"
+        "{:<18} {:>3} {:>10} {:>10} {:>8} {:>18}",
+        "program", "cpu", "vm ns/run", "kernel ns", "vm/kern", "pkt/stk/val/checked"
     );
     let mut log_sum = 0f64;
     let mut n = 0;
@@ -97,13 +97,18 @@ fn main() {
             let ratio = vm_ns / k_ns;
             log_sum += ratio.ln();
             n += 1;
-            // Memory accesses emitted without a check (packet, stack) and checked.
+            // Memory accesses emitted without a check (packet, stack, map value) and checked.
             let acc = vm
                 .memory_accesses(prog.prog)
-                .map(|a| format!("{}/{}/{}", a.packet_proven, a.stack_proven, a.checked))
+                .map(|a| {
+                    format!(
+                        "{}/{}/{}/{}",
+                        a.packet_proven, a.stack_proven, a.value_proven, a.checked
+                    )
+                })
                 .unwrap_or_default();
             println!(
-                "{:<18} {:>3} {:>10.1} {:>10.1} {:>8.2} {acc:>16}",
+                "{:<18} {:>3} {:>10.1} {:>10.1} {:>8.2} {acc:>18}",
                 prog.file,
                 fl.as_str(),
                 vm_ns,

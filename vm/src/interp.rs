@@ -37,6 +37,11 @@ pub(crate) mod op {
     pub const PKT_LDX: u8 = 0xa1;
     pub const PKT_ST: u8 = 0xa2;
     pub const PKT_STX: u8 = 0xa3;
+    /// Loads/stores through a pointer to a map value, `value + c`, inside the value on
+    /// every path (| size bits; the unused mode 0xe0).
+    pub const VAL_LDX: u8 = 0xe1;
+    pub const VAL_ST: u8 = 0xe2;
+    pub const VAL_STX: u8 = 0xe3;
     /// `bpf_map_lookup_elem` on map `imm` of the program, resolved at load time
     /// ([`crate::fixup`]); `aux` has [`crate::fixup::KEY_ON_STACK`] when the key is
     /// proven inside the frame. (JMP32 | CALL: no such instruction exists.)
@@ -134,7 +139,9 @@ pub(crate) struct RunCtx<'a> {
     /// The session's epoch guard: pinned on first use by a helper (programs without
     /// helpers never need it) and kept for a few runs (see `Session::REPIN`).
     guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
-    redirect: RedirectInfo,
+    /// What `bpf_redirect*` recorded (none until a redirect helper runs: most runs
+    /// write and read only the tag).
+    redirect: Option<RedirectInfo>,
     /// Frames in use in `scratch.frames` (shared by nested `exec`s).
     frames_used: usize,
     scratch: &'a mut Scratch,
@@ -262,6 +269,11 @@ impl Session {
     /// The redirect target the last run recorded (none: the default).
     #[inline(always)]
     pub(crate) fn take_redirect(&mut self) -> RedirectInfo {
+        // Test the tag alone first: most runs redirect nowhere, and moving the whole
+        // `Option` out would read it wider than it was written.
+        if self.redirect.is_none() {
+            return RedirectInfo::default();
+        }
         self.redirect.take().unwrap_or_default()
     }
 
@@ -269,17 +281,69 @@ impl Session {
     /// The run's redirect target is then in [`Session::take_redirect`].
     #[inline(always)]
     pub(crate) fn run(&mut self, prog: &Program, a: RunArgs<'_>) -> Result<u64, Fault> {
+        self.count_run();
+        let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
+        run_general(prog, a, scratch, &self.guard, &mut self.redirect)
+    }
+
+    /// Run `prog` on the XDP frame `xdp` (r1 = its address). Compiled code takes the
+    /// fast path: its arguments go straight into the run state, which is built only
+    /// if the code calls out (no intermediate struct is written and copied back: a
+    /// copy that reads wider than it was written stalls on store forwarding, and
+    /// that stall was most of a small program's run).
+    #[inline(always)]
+    pub(crate) fn run_xdp(
+        &mut self,
+        prog: &Program,
+        xdp: &mut XdpCtx,
+        cpu: u32,
+        host: &dyn HostEnv,
+    ) -> Result<u64, Fault> {
+        self.count_run();
+        let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
+        match prog.jit_now() {
+            Some(code) => run_compiled(
+                prog,
+                code,
+                xdp,
+                cpu,
+                host,
+                scratch,
+                &self.guard,
+                &mut self.redirect,
+            ),
+            None => self.run_xdp_interpreted(prog, xdp, cpu, host),
+        }
+    }
+
+    #[inline(never)]
+    fn run_xdp_interpreted(
+        &mut self,
+        prog: &Program,
+        xdp: &mut XdpCtx,
+        cpu: u32,
+        host: &dyn HostEnv,
+    ) -> Result<u64, Fault> {
+        let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
+        let r1 = &mut *xdp as *mut XdpCtx as u64;
+        let a = RunArgs {
+            xdp,
+            r1,
+            r2: 0,
+            region: None,
+            skb_data: (0, 0),
+            cpu,
+            host,
+        };
+        run_general(prog, a, scratch, &self.guard, &mut self.redirect)
+    }
+
+    /// One more run: every `REPIN`th drops the epoch pin.
+    #[inline(always)]
+    fn count_run(&mut self) {
         self.runs = self.runs.wrapping_add(1);
         if self.runs.is_multiple_of(Self::REPIN) {
             self.guard.take();
-        }
-        let scratch: &mut Scratch = self.scratch.as_mut().expect("a live session");
-        let out = &mut self.redirect;
-        let guard = &self.guard;
-        match prog.jit_now() {
-            // The fast path: compiled XDP code, its run state built only if it calls out.
-            Some(code) if a.region.is_none() => run_compiled(prog, code, a, scratch, guard, out),
-            _ => run_general(prog, a, scratch, guard, out),
         }
     }
 }
@@ -332,19 +396,26 @@ impl<'a> Pending<'a> {
             // SAFETY: both words were written when the Pending was made, and compiled
             // code has only counted them down since.
             let (budget, may_goto) = unsafe { (b.read(), m.read()) };
-            let args = RunArgs {
-                xdp: self.xdp.take().expect("context of an unbuilt run"),
-                r1: 0,
-                r2: 0,
-                region: None,
-                skb_data: self.skb_data,
-                cpu: self.cpu,
-                host: self.host,
-            };
+            let xdp = self.xdp.take().expect("context of an unbuilt run");
             let scratch = self.scratch.take().expect("scratch of an unbuilt run");
-            self.slot.write(RunCtx::new(
-                self.prog, args, scratch, self.guard, budget, may_goto,
-            ));
+            // SAFETY: `slot` is ours and uninitialised; `init` writes every field.
+            unsafe {
+                RunCtx::init(
+                    self.slot.as_mut_ptr(),
+                    RunStart {
+                        prog: self.prog,
+                        xdp,
+                        cpu: self.cpu,
+                        host: self.host,
+                        skb_data: self.skb_data,
+                        region: None,
+                    },
+                    scratch,
+                    self.guard,
+                    budget,
+                    may_goto,
+                )
+            };
             self.made = true;
         }
         // SAFETY: written above or on an earlier call.
@@ -352,26 +423,29 @@ impl<'a> Pending<'a> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_compiled<'a>(
     prog: &'a Program,
     code: &crate::jit::Compiled,
-    a: RunArgs<'a>,
+    xdp: &'a mut XdpCtx,
+    cpu: u32,
+    host: &'a dyn HostEnv,
     scratch: &'a mut Scratch,
     guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
-    let (r1, r2) = (a.r1, a.r2);
+    let r1 = &mut *xdp as *mut XdpCtx as u64;
     let mut pending = Pending {
         slot: std::mem::MaybeUninit::uninit(),
         made: false,
         prog,
-        xdp_ptr: &mut *a.xdp as *mut XdpCtx,
-        xdp: Some(a.xdp),
-        host: a.host,
-        skb_data: a.skb_data,
+        xdp_ptr: r1 as *mut XdpCtx,
+        xdp: Some(xdp),
+        host,
+        skb_data: (0, 0),
         stack_base: scratch.stack.as_mut_ptr() as u64,
-        cpu: a.cpu,
+        cpu,
         scratch: Some(scratch),
         guard,
     };
@@ -381,7 +455,7 @@ fn run_compiled<'a>(
         b.write(BUDGET);
         m.write(MAY_GOTO_BUDGET);
     }
-    let r = crate::jit::exec_pending(code, &mut pending, [r1, r2, 0, 0, 0]);
+    let r = crate::jit::exec_pending(code, &mut pending, [r1, 0, 0, 0, 0]);
     if !pending.made {
         // Nothing but the packet and the stack: no helper, tail call or lock ran, so
         // there is nothing to give back.
@@ -391,9 +465,13 @@ fn run_compiled<'a>(
             Err(f) => Err(f),
         };
     }
-    // SAFETY: built by `materialize`; read out once, the slot is not used again.
-    let rc = unsafe { pending.slot.assume_init_read() };
-    drive(rc, r, r1, out)
+    // SAFETY: built by `materialize`; finished and dropped in place, once.
+    let rc = unsafe { pending.slot.assume_init_mut() };
+    let mut r = r;
+    let res = drive(rc, &mut r, r1, out);
+    // SAFETY: as above; not used again.
+    unsafe { pending.slot.assume_init_drop() };
+    res
 }
 
 fn run_general<'a>(
@@ -405,32 +483,37 @@ fn run_general<'a>(
 ) -> Result<u64, Fault> {
     let args = [a.r1, a.r2, 0, 0, 0];
     let mut rc = RunCtx::new(prog, a, scratch, guard, BUDGET, MAY_GOTO_BUDGET);
-    let r = match prog.jit_now() {
+    let mut r = match prog.jit_now() {
         Some(code) => crate::jit::exec(code, &mut rc, args),
         None => exec(prog, &mut rc, 0, args, true),
     };
-    drive(rc, r, args[0], out)
+    drive(&mut rc, &mut r, args[0], out)
 }
 
 /// The rest of a run whose first program ended with `r`: tail calls, then the end
 /// (a lock a faulting run held is given back; what the run kept alive is released).
 #[inline(never)]
 fn drive(
-    mut rc: RunCtx<'_>,
-    mut r: Result<End, Fault>,
+    rc: &mut RunCtx<'_>,
+    r: &mut Result<End, Fault>,
     r1: u64,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
+    // `r` is read in place, by its fields: moving the whole `Result` reads it wider
+    // than compiled code's epilogue wrote it (a store-forwarding stall per run).
     let res = loop {
         match r {
-            Ok(End::Exit(v)) => break Ok(v),
-            Ok(End::Tail(next)) => {
+            Ok(End::Exit(v)) => break Ok(*v),
+            Err(f) => break Err(*f),
+            Ok(End::Tail(_)) => {
+                let Ok(End::Tail(next)) = std::mem::replace(r, Ok(End::Exit(0))) else {
+                    unreachable!("matched above")
+                };
                 if let Some(prev) = rc.cur.replace(next) {
                     rc.scratch.entered.push(prev);
                 }
                 rc.forget_derived();
             }
-            Err(f) => break Err(f),
         }
         let cur = rc.cur.clone();
         let p: &Program = match &cur {
@@ -440,25 +523,32 @@ fn drive(
         rc.depth = 0;
         // Compiled code when the JIT took the program, else the interpreter.
         let args = [r1, 0, 0, 0, 0];
-        r = match p.jit_now() {
-            Some(code) => crate::jit::exec(code, &mut rc, args),
-            None => exec(p, &mut rc, 0, args, true),
+        *r = match p.jit_now() {
+            Some(code) => crate::jit::exec(code, rc, args),
+            None => exec(p, rc, 0, args, true),
         };
     };
-    let RunCtx {
-        scratch,
-        redirect,
-        held_lock,
-        ..
-    } = rc;
+    let held_lock = std::mem::take(&mut rc.held_lock);
     if held_lock != 0 {
         // Only a fault can end a run holding a lock (the verifier refuses an exit with
         // one held): give it back, or every later run and BPF_F_LOCK update would spin.
         crate::maps::spin_unlock_addr(held_lock);
     }
-    scratch.reset();
-    *out = Some(redirect);
+    rc.scratch.reset();
+    if rc.redirect.is_some() {
+        *out = rc.redirect.take();
+    }
     res
+}
+
+/// What a run starts from besides its scratch memory, guard and budget.
+pub(crate) struct RunStart<'a> {
+    prog: &'a Program,
+    xdp: &'a mut XdpCtx,
+    cpu: u32,
+    host: &'a dyn HostEnv,
+    skb_data: (u64, u64),
+    region: Option<Region>,
 }
 
 impl<'a> RunCtx<'a> {
@@ -472,31 +562,68 @@ impl<'a> RunCtx<'a> {
         budget: u64,
         may_goto: u64,
     ) -> Self {
+        let start = RunStart {
+            prog,
+            xdp: a.xdp,
+            cpu: a.cpu,
+            host: a.host,
+            skb_data: a.skb_data,
+            region: a.region,
+        };
+        let mut slot = std::mem::MaybeUninit::uninit();
+        // SAFETY: `init` writes every field of the uninitialised slot.
+        unsafe {
+            Self::init(slot.as_mut_ptr(), start, scratch, guard, budget, may_goto);
+            slot.assume_init()
+        }
+    }
+
+    /// [`RunCtx::new`] written field by field into `at`, where it stays: the fast
+    /// path builds it in the slot compiled code already counts its budget in.
+    ///
+    /// # Safety
+    /// `at` must be valid for writes of a `RunCtx`; what it holds is overwritten
+    /// without being dropped.
+    #[inline(always)]
+    unsafe fn init(
+        at: *mut Self,
+        a: RunStart<'a>,
+        scratch: &'a mut Scratch,
+        guard: &'a std::cell::OnceCell<crossbeam_epoch::Guard>,
+        budget: u64,
+        may_goto: u64,
+    ) {
+        use std::ptr::addr_of_mut as f;
         let stack_base = scratch.stack.as_mut_ptr() as u64;
         if let Some(r) = a.region {
             scratch.regions.push(r);
         }
-        RunCtx {
-            first: prog,
-            cur: None,
-            xdp: a.xdp,
-            cpu: a.cpu,
-            host: a.host,
-            guard,
-            redirect: RedirectInfo::default(),
-            frames_used: 0,
-            base_regions: scratch.regions.len(),
-            scratch,
-            stack_base,
-            skb_data: a.skb_data,
-            depth: 0,
-            tail_cnt: 0,
-            pending_tail: None,
-            budget,
-            may_goto,
-            last_region: Region::new(0, 0, false),
-            held_lock: 0,
-            regions_removed: false,
+        let base_regions = scratch.regions.len();
+        // SAFETY: per the contract, every field of `at` is writable; each is written
+        // once, without reading or dropping the old contents.
+        unsafe {
+            f!((*at).first).write(a.prog);
+            f!((*at).cur).write(None);
+            f!((*at).xdp).write(a.xdp);
+            f!((*at).cpu).write(a.cpu);
+            f!((*at).host).write(a.host);
+            f!((*at).guard).write(guard);
+            f!((*at).redirect).write(None);
+            f!((*at).frames_used).write(0);
+            f!((*at).base_regions).write(base_regions);
+            f!((*at).scratch).write(scratch);
+            f!((*at).stack_base).write(stack_base);
+            f!((*at).skb_data).write(a.skb_data);
+            f!((*at).depth).write(0);
+            f!((*at).tail_cnt).write(0);
+            f!((*at).pending_tail).write(None);
+            f!((*at).budget).write(budget);
+            f!((*at).may_goto).write(may_goto);
+            f!((*at).last_region.start).write(0);
+            f!((*at).last_region.len).write(0);
+            f!((*at).last_region.writable).write(false);
+            f!((*at).held_lock).write(0);
+            f!((*at).regions_removed).write(false);
         }
     }
 }
@@ -632,7 +759,7 @@ impl RunCtx<'_> {
 }
 
 /// A load at `base + off` that the verifier proved in bounds: STACK_LDX (the base is
-/// r10) or PKT_LDX (the base is `data + c`).
+/// r10), PKT_LDX (the base is `data + c`) or VAL_LDX (the base is `value + c`).
 #[inline(always)]
 fn proven_load(base: u64, off: i32, size: usize) -> u64 {
     // SAFETY: only used for ops the verifier rewrote. STACK_*: the base is r10, which
@@ -642,10 +769,16 @@ fn proven_load(base: u64, off: i32, size: usize) -> u64 {
     // from the context's `data` (never read back from memory), with no packet-moving
     // helper or call since a comparison with a `data_end` derived the same way showed
     // `c + off + size` bytes from `data` to exist, and `0 <= c + off`.
+    // VAL_*: on every path the base register holds `value + c`, derived in registers
+    // from a non-NULL lookup result (or direct value load) of one map of the program,
+    // `0 <= c + off` and `c + off + size <= value_size`; that map is an array (values
+    // live as long as the map, which the program holds) or a hash map (values freed
+    // only after the run's epoch guard); stores only where programs may write.
     unsafe { raw::load(base.wrapping_add(off as i64 as u64), size) }
 }
 
-/// A store at `base + off` that the verifier proved in bounds (STACK_ST*, PKT_ST*).
+/// A store at `base + off` that the verifier proved in bounds (STACK_ST*, PKT_ST*,
+/// VAL_ST*).
 #[inline(always)]
 fn proven_store(base: u64, off: i32, size: usize, v: u64) {
     // SAFETY: as for `proven_load`; the stack and the packet are writable.
@@ -960,18 +1093,18 @@ fn exec_inner(
             }
             // ---- proven accesses: stack (r10 + constant inside the frame) and packet ----
             // (the verifier made r10 the base of the stack ones)
-            0x41 | 0xa1 => regs[d] = proven_load(regs[s], o.off, 4),
-            0x49 | 0xa9 => regs[d] = proven_load(regs[s], o.off, 2),
-            0x51 | 0xb1 => regs[d] = proven_load(regs[s], o.off, 1),
-            0x59 | 0xb9 => regs[d] = proven_load(regs[s], o.off, 8),
-            0x42 | 0xa2 => proven_store(regs[d], o.off, 4, o.imm as u64),
-            0x4a | 0xaa => proven_store(regs[d], o.off, 2, o.imm as u64),
-            0x52 | 0xb2 => proven_store(regs[d], o.off, 1, o.imm as u64),
-            0x5a | 0xba => proven_store(regs[d], o.off, 8, o.imm as u64),
-            0x43 | 0xa3 => proven_store(regs[d], o.off, 4, regs[s]),
-            0x4b | 0xab => proven_store(regs[d], o.off, 2, regs[s]),
-            0x53 | 0xb3 => proven_store(regs[d], o.off, 1, regs[s]),
-            0x5b | 0xbb => proven_store(regs[d], o.off, 8, regs[s]),
+            0x41 | 0xa1 | 0xe1 => regs[d] = proven_load(regs[s], o.off, 4),
+            0x49 | 0xa9 | 0xe9 => regs[d] = proven_load(regs[s], o.off, 2),
+            0x51 | 0xb1 | 0xf1 => regs[d] = proven_load(regs[s], o.off, 1),
+            0x59 | 0xb9 | 0xf9 => regs[d] = proven_load(regs[s], o.off, 8),
+            0x42 | 0xa2 | 0xe2 => proven_store(regs[d], o.off, 4, o.imm as u64),
+            0x4a | 0xaa | 0xea => proven_store(regs[d], o.off, 2, o.imm as u64),
+            0x52 | 0xb2 | 0xf2 => proven_store(regs[d], o.off, 1, o.imm as u64),
+            0x5a | 0xba | 0xfa => proven_store(regs[d], o.off, 8, o.imm as u64),
+            0x43 | 0xa3 | 0xe3 => proven_store(regs[d], o.off, 4, regs[s]),
+            0x4b | 0xab | 0xeb => proven_store(regs[d], o.off, 2, regs[s]),
+            0x53 | 0xb3 | 0xf3 => proven_store(regs[d], o.off, 1, regs[s]),
+            0x5b | 0xbb | 0xfb => proven_store(regs[d], o.off, 8, regs[s]),
             op::CTX_LD => regs[d] = rc.ctx_field(o.off),
             0x18 => {
                 regs[d] = o.imm as u64;
@@ -1269,7 +1402,7 @@ impl HelperCtx for RunCtx<'_> {
     }
 
     fn redirect(&mut self) -> &mut RedirectInfo {
-        &mut self.redirect
+        self.redirect.get_or_insert_with(RedirectInfo::default)
     }
 
     fn tail_call(&mut self, prog: Arc<Program>) {

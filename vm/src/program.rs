@@ -146,6 +146,7 @@ pub struct TestRunOut {
 pub struct MemoryAccesses {
     pub packet_proven: usize,
     pub stack_proven: usize,
+    pub value_proven: usize,
     pub checked: usize,
 }
 
@@ -398,7 +399,7 @@ impl Program {
     }
 
     /// The program's memory accesses by how they run: proven by the verifier and
-    /// emitted without a run-time check (packet, stack), or checked at run time.
+    /// emitted without a run-time check (packet, stack, map value), or checked at run time.
     pub fn memory_accesses(&self) -> MemoryAccesses {
         let mut m = MemoryAccesses::default();
         for o in self.ops.iter() {
@@ -407,6 +408,7 @@ impl Program {
             }
             match o.code & 0xe0 {
                 0xa0 => m.packet_proven += 1,
+                0xe0 => m.value_proven += 1,
                 0x40 => m.stack_proven += 1,
                 0x60 | 0x80 | 0xc0 => m.checked += 1,
                 _ => {}
@@ -506,17 +508,7 @@ impl Program {
         cpu: u32,
         host: &dyn HostEnv,
     ) -> RunResult {
-        let r1 = ctx as *mut XdpCtx as u64;
-        let args = RunArgs {
-            xdp: ctx,
-            r1,
-            r2: 0,
-            region: None,
-            skb_data: (0, 0),
-            cpu,
-            host,
-        };
-        match session.run(self, args) {
+        match session.run_xdp(self, ctx, cpu, host) {
             Ok(v) => RunResult {
                 verdict: v as u32,
                 redirect: session.take_redirect(),

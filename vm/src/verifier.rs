@@ -138,6 +138,9 @@ struct Reg {
     map: u32,
     /// A number known to be 0 on every path.
     zero: bool,
+    /// For a `K_PTR` (or pointer-or-NULL): a map value of the program's map `.0`
+    /// (index + 1) plus the constant `.1` (from a lookup or a direct value load).
+    val: Option<(u32, i32)>,
 }
 
 impl Reg {
@@ -151,6 +154,7 @@ impl Reg {
             array_ks: 0,
             map: 0,
             zero: false,
+            val: None,
         }
     }
     const fn stack(off: i32) -> Self {
@@ -179,6 +183,7 @@ impl Reg {
             },
             map: if self.map == o.map { self.map } else { 0 },
             zero: self.zero && o.zero,
+            val: if self.val == o.val { self.val } else { None },
         }
     }
     /// How a caller's value looks in a callee's frame (and back).
@@ -433,6 +438,8 @@ struct Seen {
     pkt: [Option<Pkt>; 11],
     /// Per register, `Reg::tainted` on some visit.
     tainted: [bool; 11],
+    /// Per register, `Reg::val` on every visit (None: not visited yet).
+    val: [Option<Option<(u32, i32)>>; 11],
     /// `State::pkt_lo` (least) and `pkt_hi` (most) over the visits.
     pkt_lo: u32,
     pkt_hi: u32,
@@ -489,6 +496,8 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
     let mut array_ks: Vec<u32> = vec![0; n];
     // Per ld_imm64 of a map: which one (index + 1 in `maps`; see `Reg::map`).
     let mut map_at: Vec<u32> = vec![0; n];
+    // Per direct value load: its map (index + 1) and offset (see `Reg::val`).
+    let mut value_at: Vec<Option<(u32, i32)>> = vec![None; n];
     let mut second_half = vec![false; n];
     let mut i = 0;
     while i < n {
@@ -616,7 +625,9 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                         maps.len() - 1
                     }
                 };
-                if insn.src == BPF_PSEUDO_MAP_FD || insn.src == BPF_PSEUDO_MAP_IDX {
+                if is_value {
+                    value_at[i] = Some((pos as u32 + 1, nx.imm));
+                } else {
                     map_at[i] = pos as u32 + 1;
                 }
                 v
@@ -885,7 +896,12 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
         let map_at: Vec<MapAt> = array_ks
             .iter()
             .zip(&map_at)
-            .map(|(&array_ks, &map)| MapAt { array_ks, map })
+            .zip(&value_at)
+            .map(|((&array_ks, &map), &value)| MapAt {
+                array_ks,
+                map,
+                value,
+            })
             .collect();
         let seen = analyse(
             insns,
@@ -974,11 +990,35 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                             _ => false,
                         }
                     });
+                    // A map value access inside the value, through a pointer that never
+                    // went through memory, from a lookup (or direct load) of a map
+                    // whose values live as long as the run can reach them.
+                    let val_proven = seen.as_ref().is_some_and(|seen| {
+                        let sn = &seen[i];
+                        let b = base as usize;
+                        match (sn.k[b], sn.val[b], sn.tainted[b]) {
+                            (K_PTR, Some(Some((m, c))), false) => {
+                                let at = c as i64 + insn.off as i64;
+                                maps.get(m as usize - 1).is_some_and(|map| {
+                                    value_lives(map.as_ref(), class == BPF_LDX)
+                                        && at >= 0
+                                        && at + size as i64 <= map.attr().value_size as i64
+                                })
+                            }
+                            _ => false,
+                        }
+                    });
                     if pkt_proven {
                         o.code = match class {
                             BPF_LDX => op::PKT_LDX,
                             BPF_ST => op::PKT_ST,
                             _ => op::PKT_STX,
+                        } | (insn.code & 0x18);
+                    } else if val_proven {
+                        o.code = match class {
+                            BPF_LDX => op::VAL_LDX,
+                            BPF_ST => op::VAL_ST,
+                            _ => op::VAL_STX,
                         } | (insn.code & 0x18);
                     } else if let Some(off) = frame_off.filter(|&o| in_frame(o)) {
                         o.code = match class {
@@ -1314,6 +1354,8 @@ fn check_encoding(i: usize, insn: Insn, mode: Mode, log: &mut String) -> Result<
 struct MapAt {
     array_ks: u32,
     map: u32,
+    /// A direct value load (`BPF_PSEUDO_MAP_VALUE`): its map (index + 1) and offset.
+    value: Option<(u32, i32)>,
 }
 
 /// The abstract interpretation: for each instruction, the union of register kinds
@@ -1428,6 +1470,12 @@ fn analyse(
                 sn.pkt[r] = Some(match sn.pkt[r] {
                     None => s.regs[r].pkt,
                     Some(p) => p.join(s.regs[r].pkt),
+                });
+                let v = s.regs[r].val;
+                sn.val[r] = Some(match sn.val[r] {
+                    None => v,
+                    Some(old) if old == v => v,
+                    Some(_) => None,
                 });
                 if s.regs[r].k & K_NULL != 0 && s.regs[r].id != 0 {
                     sn.null_from[r] = s.regs[r].id;
@@ -1553,7 +1601,10 @@ fn analyse(
                                 ..Reg::kind(K_MAP)
                             },
                             BPF_PSEUDO_FUNC => Reg::kind(K_FUNC),
-                            _ => Reg::kind(K_PTR),
+                            _ => Reg {
+                                val: map_at[pc].value,
+                                ..Reg::kind(K_PTR)
+                            },
                         };
                         next = pc + 2;
                     } else {
@@ -1665,10 +1716,18 @@ fn analyse(
                         {
                             s.forget_zeros();
                         }
+                        // A lookup in a map known on every path points at offset 0
+                        // of one of its values (the map's kind decides, at rewrite,
+                        // whether that proves anything).
+                        let val = (helper == id::MAP_LOOKUP_ELEM && r1.k == K_MAP && r1.map != 0)
+                            .then_some((r1.map, 0));
                         s.regs[0] = match helper {
                             // An array's element 0 always exists (the kernel's
                             // constant-key lookups, for a key of zero bytes).
-                            id::MAP_LOOKUP_ELEM if sure => Reg::kind(K_PTR),
+                            id::MAP_LOOKUP_ELEM if sure => Reg {
+                                val,
+                                ..Reg::kind(K_PTR)
+                            },
                             id::MAP_LOOKUP_ELEM | id::RINGBUF_RESERVE => {
                                 // Copies left from an earlier pass (a loop) are
                                 // another value now: they keep their kinds only.
@@ -1678,6 +1737,7 @@ fn analyse(
                                 }
                                 Reg {
                                     id: made,
+                                    val,
                                     ..Reg::kind(K_NULL | K_PTR)
                                 }
                             }
@@ -1781,6 +1841,20 @@ fn pkt_compare(op: u8, dst: Reg, src: Reg) -> Option<(bool, u32)> {
     Some((on_taken, range as u32))
 }
 
+/// Whether a value pointer of `map` stays valid for the rest of the run (and, for a
+/// store, is writable by programs): arrays own their values for the map's life and
+/// the hash maps free theirs only after the run's epoch guard (RCU-like); the program
+/// holds its maps. Other kinds (LPM tries, maps of maps, devmaps...) stay checked.
+fn value_lives(map: &dyn Map, load: bool) -> bool {
+    use crate::maps::map_type as t;
+    const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+    let a = map.attr();
+    matches!(
+        a.map_type,
+        t::ARRAY | t::PERCPU_ARRAY | t::HASH | t::PERCPU_HASH | t::LRU_HASH | t::LRU_PERCPU_HASH
+    ) && (load || a.map_flags & BPF_F_RDONLY_PROG == 0)
+}
+
 fn alu_transfer(s: &mut State, insn: Insn) {
     let d = insn.dst as usize;
     let op = insn.code & 0xf0;
@@ -1850,9 +1924,18 @@ fn alu_transfer(s: &mut State, insn: Insn) {
                 (Pkt::Data(_) | Pkt::Var, _) => Pkt::Var,
                 _ => Pkt::No,
             };
+            // Map values: a constant moves the offset; anything else loses it.
+            let val = match (dv.val, sconst) {
+                (Some((m, o)), Some(c)) if k == K_PTR && !src_ptr && dv.k == K_PTR => {
+                    let c = if op == BPF_ADD { c } else { -c };
+                    i32::try_from(o as i64 + c).ok().map(|o| (m, o))
+                }
+                _ => None,
+            };
             s.regs[d] = Reg {
                 off: if k & K_STACK != 0 { off } else { None },
                 pkt,
+                val,
                 tainted: dv.tainted || (x && s.regs[insn.src as usize].tainted),
                 ..Reg::kind(k)
             };

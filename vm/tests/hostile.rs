@@ -245,13 +245,18 @@ fn run_aborts(src: &str) -> Fault {
         .expect("test run");
     assert_eq!(out.retval, XDP_ABORTED, "{src}");
     let mut ctx = bpftime_vm::run::XdpCtx::default();
-    let mut buf = pkt();
+    // The frame sits at the start of a page of its own, as a data-plane frame in its
+    // UMEM chunk: a read past its end must land in that page, not in whatever the
+    // allocator put after a 64-byte buffer (the run's stack is a legal place to read).
+    let mut buf = vec![0u8; 4096];
+    buf[..64].copy_from_slice(&pkt());
     ctx.data = buf.as_mut_ptr() as u64;
     ctx.data_meta = ctx.data;
-    ctx.data_end = ctx.data + buf.len() as u64;
+    ctx.data_end = ctx.data + 64;
     let r = p.run_xdp(&mut ctx, 0, &NoHost);
     assert_eq!(r.verdict, XDP_ABORTED);
-    r.fault.expect("fault recorded")
+    r.fault
+        .unwrap_or_else(|| panic!("no fault recorded: {src}"))
 }
 
 /// The run-time aborts on both back ends: JIT-compiled code must fault exactly where

@@ -523,3 +523,69 @@ fn ringbuf_records_end_at_submit() {
         }
     }
 }
+
+/// Accesses through a map value pointer run unchecked only where the verifier proves
+/// them inside the value: from a non-NULL lookup of a known array or hash map, at
+/// constant offsets, never through a pointer read back from memory, and stores only
+/// where programs may write. Everything else keeps its run-time check (and faults).
+#[test]
+fn map_value_accesses_proven_only_inside_the_value() {
+    const RDONLY_PROG: u32 = 1 << 7;
+    let mk = |map_type: u32, flags: u32| {
+        maps::create(&MapAttr {
+            map_type,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 4,
+            map_flags: flags,
+            ..Default::default()
+        })
+        .expect("map")
+    };
+    let lookup = "mov %r1, 0\nstxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\n";
+    let body = |rest: &str| {
+        format!("call 1\njeq %r0, 0, out\nmov %r1, 5\n{rest}\nexit\nout:\nmov %r0, 1\nexit")
+    };
+    let load = |map: &Arc<dyn Map>, rest: &str| {
+        let mut insns = assemble(lookup).expect("asm");
+        insns.extend(ld_map(1, 1, 10, 0));
+        insns.extend(assemble(&body(rest)).expect("asm"));
+        Program::load(spec(&insns), &Fds(vec![map.clone()])).expect("load")
+    };
+    let inside = "stxw [%r0+0], %r1\nadd %r0, 4\nstxw [%r0+0], %r1\nldxw %r0, [%r0+0]";
+    let straddles = "stxw [%r0+0], %r1\nadd %r0, 4\nldxw %r0, [%r0+2]";
+    let refilled = "stxdw [%r10-16], %r0\nldxdw %r0, [%r10-16]\nstxw [%r0+0], %r1\nmov %r0, 2";
+    let store_load = "stxw [%r0+0], %r1\nldxw %r0, [%r0+0]";
+    let arr = mk(map_type::ARRAY, 0);
+    let hash = mk(map_type::HASH, 0);
+    hash.sys_update(&0u32.to_ne_bytes(), &[0; 8], 0)
+        .expect("hash element");
+    let ro = mk(map_type::ARRAY, RDONLY_PROG);
+    let cases: [(&Arc<dyn Map>, &str, usize, u32); 5] = [
+        (&arr, inside, 3, 5),
+        (&arr, straddles, 1, 0), // the load past the value faults: XDP_ABORTED
+        (&arr, refilled, 0, 2),
+        (&hash, inside, 3, 5),
+        // Only the load is proven; the store stays checked and faults (the kernel
+        // refuses it at load).
+        (&ro, store_load, 1, 0),
+    ];
+    for (n, (map, rest, proven, want)) in cases.into_iter().enumerate() {
+        let mut p = load(map, rest);
+        assert_eq!(
+            p.memory_accesses().value_proven,
+            proven,
+            "case {n}: {:?}",
+            p.memory_accesses()
+        );
+        for jit in [true, false] {
+            if !jit {
+                p.disable_jit();
+            }
+            let out = p
+                .test_run_xdp(&[0u8; 60], None, 1, 0, &NoHost)
+                .expect("run");
+            assert_eq!(out.retval, want, "case {n} (jit {jit})");
+        }
+    }
+}

@@ -201,7 +201,7 @@ pub(crate) fn exec(code: &Compiled, rc: &mut RunCtx<'_>, args: [u64; 5]) -> Resu
 #[cfg(test)]
 mod fixed_cost {
     use super::runtime::{EntryFn, JitEnv};
-    use crate::interp::{RunArgs, Session};
+    use crate::interp::Session;
     use crate::program::{prog_type, NoMaps, ProgLoadSpec, Program};
     use crate::run::{NoHost, XdpCtx};
     use std::time::Instant;
@@ -266,17 +266,7 @@ mod fixed_cost {
         });
         let mut s = Session::new();
         let session = min_ns(n, || {
-            let r1 = &mut ctx as *mut XdpCtx as u64;
-            let a = RunArgs {
-                xdp: &mut ctx,
-                r1,
-                r2: 0,
-                region: None,
-                skb_data: (0, 0),
-                cpu: 0,
-                host: &NoHost,
-            };
-            std::hint::black_box(s.run(&p, a).is_ok());
+            std::hint::black_box(s.run_xdp(&p, &mut ctx, 0, &NoHost).is_ok());
         });
         let run_in = min_ns(n, || {
             std::hint::black_box(p.run_xdp_in(&mut s, &mut ctx, 0, &NoHost).verdict);

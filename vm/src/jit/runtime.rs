@@ -341,13 +341,25 @@ pub(crate) extern "C" fn jit_helper(
         return fail(e, Fault::Budget { pc });
     }
     rc.depth = nf;
+    // The helper's `Result` is taken apart inside the closure: only a u64 crosses
+    // `catch_unwind` (copying the whole `Result` out read its tag wider than the
+    // helper wrote it, a store-forwarding stall on every call).
+    let mut fault = None;
     let r = catch_unwind(AssertUnwindSafe(|| {
-        f(&mut *rc as &mut dyn HelperCtx, [a1, a2, a3, a4, a5])
+        match f(&mut *rc as &mut dyn HelperCtx, [a1, a2, a3, a4, a5]) {
+            Ok(v) => v,
+            Err(f) => {
+                fault = Some(f);
+                0
+            }
+        }
     }));
     rc.depth = nf;
+    if let Some(f) = fault {
+        return fail(e, f);
+    }
     let v = match r {
-        Ok(Ok(v)) => v,
-        Ok(Err(f)) => return fail(e, f),
+        Ok(v) => v,
         Err(_) => {
             return fail(
                 e,

@@ -494,9 +494,10 @@ impl T<'_, '_> {
         let (ty, size) = size_ty(o.code);
         let class = o.code & 7;
         let mode = o.code & 0xe0;
-        // Proven in bounds: the frame (0x40: r10 + constant) or the packet (0xa0).
+        // Proven in bounds: the frame (0x40: r10 + constant), the packet (0xa0) or a
+        // map value (0xe0).
         let (proven, signed) = match mode {
-            0x40 | 0xa0 => (true, false),
+            0x40 | 0xa0 | 0xe0 => (true, false),
             0x60 => (false, false),
             0x80 if class == 1 => (false, true),
             _ => {
