@@ -167,7 +167,9 @@ pub(crate) struct RunCtx<'a> {
 
 pub(crate) enum End {
     Exit(u64),
-    Tail(Arc<Program>),
+    /// The program tail-called this one (always `Some` when made; taken out in
+    /// place by `settle`, so the `Result` holding it is never moved whole).
+    Tail(Option<Arc<Program>>),
 }
 
 /// A tail call made from a subprogram (frame `rc.depth`): as in the kernel's JITs,
@@ -194,6 +196,7 @@ pub(crate) fn tail_from_subprog(
         match exec(&prog, rc, 0, [ctx, 0, 0, 0, 0], true) {
             Ok(End::Exit(v)) => break Ok(v),
             Ok(End::Tail(next)) => {
+                let next = next.expect("a tail call's target");
                 rc.scratch.entered.push(std::mem::replace(&mut prog, next));
                 rc.forget_derived();
             }
@@ -455,7 +458,7 @@ fn run_compiled<'a>(
         b.write(BUDGET);
         m.write(MAY_GOTO_BUDGET);
     }
-    let r = crate::jit::exec_pending(code, &mut pending, [r1, 0, 0, 0, 0]);
+    let mut r = crate::jit::exec_pending(code, &mut pending, [r1, 0, 0, 0, 0]);
     if !pending.made {
         // Nothing but the packet and the stack: no helper, tail call or lock ran, so
         // there is nothing to give back.
@@ -467,7 +470,6 @@ fn run_compiled<'a>(
     }
     // SAFETY: built by `materialize`; finished and dropped in place, once.
     let rc = unsafe { pending.slot.assume_init_mut() };
-    let mut r = r;
     let res = drive(rc, &mut r, r1, out);
     // SAFETY: as above; not used again.
     unsafe { pending.slot.assume_init_drop() };
@@ -490,43 +492,34 @@ fn run_general<'a>(
     drive(&mut rc, &mut r, args[0], out)
 }
 
-/// The rest of a run whose first program ended with `r`: tail calls, then the end
+/// The rest of a run whose first program ended with `first`: tail calls, then the end
 /// (a lock a faulting run held is given back; what the run kept alive is released).
 #[inline(never)]
 fn drive(
     rc: &mut RunCtx<'_>,
-    r: &mut Result<End, Fault>,
+    first: &mut Result<End, Fault>,
     r1: u64,
     out: &mut Option<RedirectInfo>,
 ) -> Result<u64, Fault> {
-    // `r` is read in place, by its fields: moving the whole `Result` reads it wider
-    // than compiled code's epilogue wrote it (a store-forwarding stall per run).
-    let res = loop {
-        match r {
-            Ok(End::Exit(v)) => break Ok(*v),
-            Err(f) => break Err(*f),
-            Ok(End::Tail(_)) => {
-                let Ok(End::Tail(next)) = std::mem::replace(r, Ok(End::Exit(0))) else {
-                    unreachable!("matched above")
-                };
-                if let Some(prev) = rc.cur.replace(next) {
-                    rc.scratch.entered.push(prev);
-                }
-                rc.forget_derived();
+    let res = match settle(rc, first) {
+        Some(res) => res,
+        None => loop {
+            let cur = rc.cur.clone();
+            let p: &Program = match &cur {
+                Some(c) => c,
+                None => rc.first,
+            };
+            rc.depth = 0;
+            // Compiled code when the JIT took the program, else the interpreter.
+            let args = [r1, 0, 0, 0, 0];
+            let mut r = match p.jit_now() {
+                Some(code) => crate::jit::exec(code, rc, args),
+                None => exec(p, rc, 0, args, true),
+            };
+            if let Some(res) = settle(rc, &mut r) {
+                break res;
             }
-        }
-        let cur = rc.cur.clone();
-        let p: &Program = match &cur {
-            Some(c) => c,
-            None => rc.first,
-        };
-        rc.depth = 0;
-        // Compiled code when the JIT took the program, else the interpreter.
-        let args = [r1, 0, 0, 0, 0];
-        *r = match p.jit_now() {
-            Some(code) => crate::jit::exec(code, rc, args),
-            None => exec(p, rc, 0, args, true),
-        };
+        },
     };
     let held_lock = std::mem::take(&mut rc.held_lock);
     if held_lock != 0 {
@@ -549,6 +542,26 @@ pub(crate) struct RunStart<'a> {
     host: &'a dyn HostEnv,
     skb_data: (u64, u64),
     region: Option<Region>,
+}
+
+/// How a program of the run ended: its result, or `None` after a tail call, whose
+/// target is then the run's current program. `r` is read in place, by its fields:
+/// moving the whole `Result` reads it wider than it was written (a store-forwarding
+/// stall per run).
+#[inline(always)]
+fn settle(rc: &mut RunCtx<'_>, r: &mut Result<End, Fault>) -> Option<Result<u64, Fault>> {
+    match r {
+        Ok(End::Exit(v)) => Some(Ok(*v)),
+        Err(f) => Some(Err(*f)),
+        Ok(End::Tail(next)) => {
+            let next = next.take().expect("a tail call's target");
+            if let Some(prev) = rc.cur.replace(next) {
+                rc.scratch.entered.push(prev);
+            }
+            rc.forget_derived();
+            None
+        }
+    }
 }
 
 impl<'a> RunCtx<'a> {
@@ -1220,7 +1233,7 @@ fn exec_inner(
                         rc.tail_cnt += 1;
                         if nf == 0 {
                             rc.depth = base_depth;
-                            return Ok(End::Tail(t));
+                            return Ok(End::Tail(Some(t)));
                         }
                         // From a subprogram: the target replaces it and returns to
                         // its caller.

@@ -104,7 +104,7 @@ fn call(entry: *const u8, env: &mut JitEnv, args: [u64; 5]) -> Result<End, Fault
         return Err(f);
     }
     if let Some(t) = env.tail.take() {
-        return Ok(End::Tail(t));
+        return Ok(End::Tail(Some(t)));
     }
     Ok(End::Exit(r0))
 }
