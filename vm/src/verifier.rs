@@ -1717,17 +1717,22 @@ fn analyse(
                             s.forget_zeros();
                         }
                         // A lookup in a map known on every path points at offset 0
-                        // of one of its values (the map's kind decides, at rewrite,
-                        // whether that proves anything).
-                        let val = (helper == id::MAP_LOOKUP_ELEM && r1.k == K_MAP && r1.map != 0)
+                        // of one of its values once a test against 0 passed (the map's
+                        // kind decides, at rewrite, whether that proves anything). Not
+                        // through a map read back from memory (the stack can be
+                        // written behind the analysis: another map may be there), and
+                        // not for the lookups taken to succeed (`sure`): the zeros of
+                        // their key are stack contents too, and a NULL that was never
+                        // tested would make every access through it unchecked.
+                        let val = (helper == id::MAP_LOOKUP_ELEM
+                            && r1.k == K_MAP
+                            && r1.map != 0
+                            && !r1.tainted)
                             .then_some((r1.map, 0));
                         s.regs[0] = match helper {
                             // An array's element 0 always exists (the kernel's
                             // constant-key lookups, for a key of zero bytes).
-                            id::MAP_LOOKUP_ELEM if sure => Reg {
-                                val,
-                                ..Reg::kind(K_PTR)
-                            },
+                            id::MAP_LOOKUP_ELEM if sure => Reg::kind(K_PTR),
                             id::MAP_LOOKUP_ELEM | id::RINGBUF_RESERVE => {
                                 // Copies left from an earlier pass (a loop) are
                                 // another value now: they keep their kinds only.

@@ -542,7 +542,8 @@ fn map_value_accesses_proven_only_inside_the_value() {
         })
         .expect("map")
     };
-    let lookup = "mov %r1, 0\nstxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\n";
+    // Key 1: a lookup with a key of zero bytes is taken to succeed, and gives no proof.
+    let lookup = "mov %r1, 1\nstxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\n";
     let body = |rest: &str| {
         format!("call 1\njeq %r0, 0, out\nmov %r1, 5\n{rest}\nexit\nout:\nmov %r0, 1\nexit")
     };
@@ -558,7 +559,7 @@ fn map_value_accesses_proven_only_inside_the_value() {
     let store_load = "stxw [%r0+0], %r1\nldxw %r0, [%r0+0]";
     let arr = mk(map_type::ARRAY, 0);
     let hash = mk(map_type::HASH, 0);
-    hash.sys_update(&0u32.to_ne_bytes(), &[0; 8], 0)
+    hash.sys_update(&1u32.to_ne_bytes(), &[0; 8], 0)
         .expect("hash element");
     let ro = mk(map_type::ARRAY, RDONLY_PROG);
     let cases: [(&Arc<dyn Map>, &str, usize, u32); 5] = [
@@ -586,6 +587,69 @@ fn map_value_accesses_proven_only_inside_the_value() {
                 .test_run_xdp(&[0u8; 60], None, 1, 0, &NoHost)
                 .expect("run");
             assert_eq!(out.retval, want, "case {n} (jit {jit})");
+        }
+    }
+}
+
+/// `src` assembled, its `lddw %rN, 10` / `lddw %rN, 11` turned into map references
+/// (fds 10 and 11).
+fn with_maps(src: &str) -> Vec<Insn> {
+    let mut insns = assemble(src).expect("asm");
+    for insn in insns.iter_mut() {
+        if insn.code == 0x18 && matches!(insn.imm, 10 | 11) {
+            insn.src = 1;
+        }
+    }
+    insns
+}
+
+/// What the stack held is not trusted for a map value proof: a callee given a pointer
+/// into its caller's frame overwrites a spilled map reference (map A becomes map B) or
+/// a lookup key, behind the analysis. A lookup through a map read back from memory, or
+/// one taken to succeed because its key bytes "are" zero, gives no proof: the accesses
+/// through its result stay checked, instead of landing 4000 bytes past B's 8-byte
+/// value or at NULL + 64 KiB unchecked.
+#[test]
+fn map_value_proofs_do_not_trust_the_stack() {
+    let big = array(4096, 1);
+    let small = array(8, 1);
+    let fds = Fds(vec![big.clone(), small.clone()]);
+    let swapped_map = "lddw %r1, 10\nstxdw [%r10-8], %r1\nmov %r1, %r10\nadd %r1, -8\n\
+        call local sub\nldxdw %r1, [%r10-8]\nmov %r3, 0\nstxw [%r10-16], %r3\n\
+        mov %r2, %r10\nadd %r2, -16\ncall 1\njeq %r0, 0, out\nmov %r1, 7\n\
+        stxdw [%r0+4000], %r1\nout:\nmov %r0, 2\nexit\n\
+        sub:\nlddw %r2, 11\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit";
+    let swapped_key = "mov %r3, 0\nstxw [%r10-16], %r3\nmov %r3, 7\nstxw [%r10-24], %r3\n\
+        mov %r2, %r10\nadd %r2, -16\nstxdw [%r10-8], %r2\nmov %r1, %r10\nadd %r1, -8\n\
+        call local sub\nmov %r3, 0\nstxw [%r10-16], %r3\nldxdw %r2, [%r10-8]\n\
+        lddw %r1, 11\ncall 1\nadd %r0, 65536\nmov %r1, 7\nstxdw [%r0+0], %r1\n\
+        mov %r0, 2\nexit\n\
+        sub:\nmov %r2, %r1\nadd %r2, -16\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit";
+    // The swapped map's access is checked, and where it lands depends on where the
+    // allocator put the two values (inside the big one is a legal access): only the
+    // NULL-based one has a fixed outcome.
+    for (name, src, want) in [
+        ("swapped map", swapped_map, None),
+        ("swapped key", swapped_key, Some(0)),
+    ] {
+        let mut p =
+            Program::load(spec(&with_maps(src)), &fds).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(
+            p.memory_accesses().value_proven,
+            0,
+            "{name}: {:?}",
+            p.memory_accesses()
+        );
+        for jit in [true, false] {
+            if !jit {
+                p.disable_jit();
+            }
+            let out = p
+                .test_run_xdp(&[0u8; 60], None, 1, 0, &NoHost)
+                .expect("run");
+            if let Some(want) = want {
+                assert_eq!(out.retval, want, "{name}: the access faults (jit {jit})");
+            }
         }
     }
 }
