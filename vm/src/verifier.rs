@@ -141,6 +141,10 @@ struct Reg {
     /// For a `K_PTR` (or pointer-or-NULL): a map value of the program's map `.0`
     /// (index + 1) plus the constant `.1` (from a lookup or a direct value load).
     val: Option<(u32, i32)>,
+    /// For a lookup taken to succeed (`sure`, no `K_NULL`): the `val` it gets once a
+    /// test against 0 passed at run time (its key bytes are stack contents, which can
+    /// change behind the analysis, so only that test proves it is not NULL).
+    sure_val: Option<(u32, i32)>,
 }
 
 impl Reg {
@@ -155,6 +159,7 @@ impl Reg {
             map: 0,
             zero: false,
             val: None,
+            sure_val: None,
         }
     }
     const fn stack(off: i32) -> Self {
@@ -184,6 +189,11 @@ impl Reg {
             map: if self.map == o.map { self.map } else { 0 },
             zero: self.zero && o.zero,
             val: if self.val == o.val { self.val } else { None },
+            sure_val: if self.sure_val == o.sure_val {
+                self.sure_val
+            } else {
+                None
+            },
         }
     }
     /// How a caller's value looks in a callee's frame (and back).
@@ -317,16 +327,23 @@ impl State {
     }
     /// A test of register `r` against 0 went the `null` way (or the other): the
     /// pointer-or-NULL in it and in its copies is NULL (a number; a record that was
-    /// never reserved holds nothing) or a pointer.
+    /// never reserved holds nothing) or a pointer. A test of a value read back from
+    /// memory types the copies as the kernel does, but proves nothing about them at
+    /// run time (the stack may hold something else by then): they become tainted.
     fn refine_null(&mut self, r: usize, null: bool) {
+        let trusted = !self.regs[r].tainted;
         let to = move |v: Reg| {
-            if null {
+            let n = if null {
                 Reg::zero()
             } else {
                 Reg {
                     k: (v.k & !K_NULL) | if v.k & K_POINTERS == 0 { K_PTR } else { 0 },
                     ..v
                 }
+            };
+            Reg {
+                tainted: n.tainted || !trusted,
+                ..n
             }
         };
         let id = self.regs[r].id;
@@ -1732,7 +1749,14 @@ fn analyse(
                         s.regs[0] = match helper {
                             // An array's element 0 always exists (the kernel's
                             // constant-key lookups, for a key of zero bytes).
-                            id::MAP_LOOKUP_ELEM if sure => Reg::kind(K_PTR),
+                            id::MAP_LOOKUP_ELEM if sure => {
+                                s.retype(made, |v| Reg { id: 0, ..v });
+                                Reg {
+                                    id: made,
+                                    sure_val: val,
+                                    ..Reg::kind(K_PTR)
+                                }
+                            }
                             id::MAP_LOOKUP_ELEM | id::RINGBUF_RESERVE => {
                                 // Copies left from an earlier pass (a loop) are
                                 // another value now: they keep their kinds only.
@@ -1768,6 +1792,31 @@ fn analyse(
                         taken.refine_null(insn.dst as usize, op == BPF_JEQ);
                         push(&mut states, &mut work, &mut queued, t, &taken);
                         s.refine_null(insn.dst as usize, op == BPF_JNE);
+                    }
+                    // A lookup taken to succeed, tested against 0 all the same: on
+                    // the edge where it is not NULL, it and its copies are a value.
+                    // (The other edge keeps the state: the kernel never takes it.)
+                    op @ (BPF_JEQ | BPF_JNE)
+                        if class == BPF_JMP
+                            && insn.code & BPF_X == 0
+                            && insn.imm == 0
+                            && s.regs[insn.dst as usize].sure_val.is_some() =>
+                    {
+                        let t = jump_target(pc, insn) as usize;
+                        let mut taken = s.clone();
+                        let not_null = if op == BPF_JNE { &mut taken } else { &mut s };
+                        let d = not_null.regs[insn.dst as usize];
+                        let tested = |v: Reg| Reg {
+                            val: v.sure_val,
+                            ..v
+                        };
+                        // Only a test of the value itself proves its copies (one read
+                        // back from memory may not be what the others hold).
+                        if d.id != 0 && !d.tainted {
+                            not_null.retype(d.id, tested);
+                        }
+                        not_null.regs[insn.dst as usize] = tested(d);
+                        push(&mut states, &mut work, &mut queued, t, &taken);
                     }
                     op @ (BPF_JGT | BPF_JGE | BPF_JLT | BPF_JLE)
                         if class == BPF_JMP && insn.code & BPF_X != 0 =>

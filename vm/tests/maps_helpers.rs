@@ -542,13 +542,15 @@ fn map_value_accesses_proven_only_inside_the_value() {
         })
         .expect("map")
     };
-    // Key 1: a lookup with a key of zero bytes is taken to succeed, and gives no proof.
-    let lookup = "mov %r1, 1\nstxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\n";
+    // Key 0 (an array lookup the verifier takes to succeed: proven only by the test
+    // against 0 the program makes anyway) and key 1.
+    let lookup =
+        |key: u32| format!("mov %r1, {key}\nstxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\n");
     let body = |rest: &str| {
         format!("call 1\njeq %r0, 0, out\nmov %r1, 5\n{rest}\nexit\nout:\nmov %r0, 1\nexit")
     };
-    let load = |map: &Arc<dyn Map>, rest: &str| {
-        let mut insns = assemble(lookup).expect("asm");
+    let load = |map: &Arc<dyn Map>, key: u32, rest: &str| {
+        let mut insns = assemble(&lookup(key)).expect("asm");
         insns.extend(ld_map(1, 1, 10, 0));
         insns.extend(assemble(&body(rest)).expect("asm"));
         Program::load(spec(&insns), &Fds(vec![map.clone()])).expect("load")
@@ -559,8 +561,10 @@ fn map_value_accesses_proven_only_inside_the_value() {
     let store_load = "stxw [%r0+0], %r1\nldxw %r0, [%r0+0]";
     let arr = mk(map_type::ARRAY, 0);
     let hash = mk(map_type::HASH, 0);
-    hash.sys_update(&1u32.to_ne_bytes(), &[0; 8], 0)
-        .expect("hash element");
+    for k in [0u32, 1] {
+        hash.sys_update(&k.to_ne_bytes(), &[0; 8], 0)
+            .expect("hash element");
+    }
     let ro = mk(map_type::ARRAY, RDONLY_PROG);
     let cases: [(&Arc<dyn Map>, &str, usize, u32); 5] = [
         (&arr, inside, 3, 5),
@@ -571,22 +575,24 @@ fn map_value_accesses_proven_only_inside_the_value() {
         // refuses it at load).
         (&ro, store_load, 1, 0),
     ];
-    for (n, (map, rest, proven, want)) in cases.into_iter().enumerate() {
-        let mut p = load(map, rest);
-        assert_eq!(
-            p.memory_accesses().value_proven,
-            proven,
-            "case {n}: {:?}",
-            p.memory_accesses()
-        );
-        for jit in [true, false] {
-            if !jit {
-                p.disable_jit();
+    for key in [0, 1] {
+        for (n, &(map, rest, proven, want)) in cases.iter().enumerate() {
+            let mut p = load(map, key, rest);
+            assert_eq!(
+                p.memory_accesses().value_proven,
+                proven,
+                "case {n} key {key}: {:?}",
+                p.memory_accesses()
+            );
+            for jit in [true, false] {
+                if !jit {
+                    p.disable_jit();
+                }
+                let out = p
+                    .test_run_xdp(&[0u8; 60], None, 1, 0, &NoHost)
+                    .expect("run");
+                assert_eq!(out.retval, want, "case {n} key {key} (jit {jit})");
             }
-            let out = p
-                .test_run_xdp(&[0u8; 60], None, 1, 0, &NoHost)
-                .expect("run");
-            assert_eq!(out.retval, want, "case {n} (jit {jit})");
         }
     }
 }
@@ -608,7 +614,7 @@ fn with_maps(src: &str) -> Vec<Insn> {
 /// a lookup key, behind the analysis. A lookup through a map read back from memory, or
 /// one taken to succeed because its key bytes "are" zero, gives no proof: the accesses
 /// through its result stay checked, instead of landing 4000 bytes past B's 8-byte
-/// value or at NULL + 64 KiB unchecked.
+/// value or at address 0 unchecked.
 #[test]
 fn map_value_proofs_do_not_trust_the_stack() {
     let big = array(4096, 1);
@@ -619,24 +625,35 @@ fn map_value_proofs_do_not_trust_the_stack() {
         mov %r2, %r10\nadd %r2, -16\ncall 1\njeq %r0, 0, out\nmov %r1, 7\n\
         stxdw [%r0+4000], %r1\nout:\nmov %r0, 2\nexit\n\
         sub:\nlddw %r2, 11\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit";
-    let swapped_key = "mov %r3, 0\nstxw [%r10-16], %r3\nmov %r3, 7\nstxw [%r10-24], %r3\n\
-        mov %r2, %r10\nadd %r2, -16\nstxdw [%r10-8], %r2\nmov %r1, %r10\nadd %r1, -8\n\
-        call local sub\nmov %r3, 0\nstxw [%r10-16], %r3\nldxdw %r2, [%r10-8]\n\
-        lddw %r1, 11\ncall 1\nadd %r0, 65536\nmov %r1, 7\nstxdw [%r0+0], %r1\n\
-        mov %r0, 2\nexit\n\
-        sub:\nmov %r2, %r1\nadd %r2, -16\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit";
+    let swapped_key = |test: &str, out: &str| {
+        format!(
+            "mov %r3, 0\nstxw [%r10-16], %r3\nmov %r3, 7\nstxw [%r10-24], %r3\n\
+             mov %r2, %r10\nadd %r2, -16\nstxdw [%r10-8], %r2\nmov %r1, %r10\nadd %r1, -8\n\
+             call local sub\nmov %r3, 0\nstxw [%r10-16], %r3\nldxdw %r2, [%r10-8]\n\
+             lddw %r1, 11\ncall 1\n{test}mov %r1, 7\nstxdw [%r0+0], %r1\n\
+             mov %r0, 2\nexit\n{out}\
+             sub:\nmov %r2, %r1\nadd %r2, -16\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit"
+        )
+    };
+    let (untested, tested) = (
+        swapped_key("", ""),
+        swapped_key("jeq %r0, 0, out\n", "out:\nmov %r0, 3\nexit\n"),
+    );
     // The swapped map's access is checked, and where it lands depends on where the
     // allocator put the two values (inside the big one is a legal access): only the
     // NULL-based one has a fixed outcome.
-    for (name, src, want) in [
-        ("swapped map", swapped_map, None),
-        ("swapped key", swapped_key, Some(0)),
+    // With the program's own test against 0, the access is proven on the edge where
+    // the lookup succeeded; at run time the NULL takes the other one.
+    for (name, src, proven, want) in [
+        ("swapped map", swapped_map, 0, None),
+        ("swapped key", untested.as_str(), 0, Some(0)),
+        ("swapped key, tested", tested.as_str(), 1, Some(3)),
     ] {
         let mut p =
             Program::load(spec(&with_maps(src)), &fds).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(
             p.memory_accesses().value_proven,
-            0,
+            proven,
             "{name}: {:?}",
             p.memory_accesses()
         );
@@ -651,5 +668,44 @@ fn map_value_proofs_do_not_trust_the_stack() {
                 assert_eq!(out.retval, want, "{name}: the access faults (jit {jit})");
             }
         }
+    }
+}
+
+/// A test against 0 of a copy read back from the stack proves nothing about the
+/// register it was copied from: a callee may have replaced the spilled copy. Here a
+/// hash lookup misses (NULL), its spilled copy is overwritten by the callee with a
+/// non-zero number, and the refilled copy passes the test: the access through the
+/// original stays checked and faults instead of writing at address 0.
+#[test]
+fn a_tested_refill_proves_nothing_about_the_original() {
+    let hash = maps::create(&MapAttr {
+        map_type: map_type::HASH,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 4,
+        ..Default::default()
+    })
+    .expect("hash");
+    let fds = Fds(vec![hash]);
+    let src = "mov %r1, 9\nstxw [%r10-4], %r1\nmov %r2, %r10\nadd %r2, -4\nlddw %r1, 10\n\
+        call 1\nmov %r6, %r0\nstxdw [%r10-32], %r6\nmov %r1, %r10\nadd %r1, -32\n\
+        call local sub\nldxdw %r7, [%r10-32]\njeq %r7, 0, out\nstdw [%r6+0], 7\n\
+        mov %r0, 2\nexit\nout:\nmov %r0, 3\nexit\n\
+        sub:\nmov %r2, %r1\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit";
+    let mut p = Program::load(spec(&with_maps(src)), &fds).expect("load");
+    assert_eq!(
+        p.memory_accesses().value_proven,
+        0,
+        "{:?}",
+        p.memory_accesses()
+    );
+    for jit in [true, false] {
+        if !jit {
+            p.disable_jit();
+        }
+        let out = p
+            .test_run_xdp(&[0u8; 60], None, 1, 0, &NoHost)
+            .expect("run");
+        assert_eq!(out.retval, 0, "the write through NULL faults (jit {jit})");
     }
 }
