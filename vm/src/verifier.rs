@@ -1896,16 +1896,23 @@ fn pkt_compare(op: u8, dst: Reg, src: Reg) -> Option<(bool, u32)> {
 }
 
 /// Whether a value pointer of `map` stays valid for the rest of the run (and, for a
-/// store, is writable by programs): arrays own their values for the map's life and
-/// the hash maps free theirs only after the run's epoch guard (RCU-like); the program
-/// holds its maps. Other kinds (LPM tries, maps of maps, devmaps...) stay checked.
+/// store, is writable by programs): arrays own their values for the map's life, and
+/// the hash maps and LPM tries free theirs only after the run's epoch guard, pinned
+/// before the lookup (RCU-like); the program holds its maps. Other kinds (maps of
+/// maps, devmaps...) stay checked.
 fn value_lives(map: &dyn Map, load: bool) -> bool {
     use crate::maps::map_type as t;
     const BPF_F_RDONLY_PROG: u32 = 1 << 7;
     let a = map.attr();
     matches!(
         a.map_type,
-        t::ARRAY | t::PERCPU_ARRAY | t::HASH | t::PERCPU_HASH | t::LRU_HASH | t::LRU_PERCPU_HASH
+        t::ARRAY
+            | t::PERCPU_ARRAY
+            | t::HASH
+            | t::PERCPU_HASH
+            | t::LRU_HASH
+            | t::LRU_PERCPU_HASH
+            | t::LPM_TRIE
     ) && (load || a.map_flags & BPF_F_RDONLY_PROG == 0)
 }
 

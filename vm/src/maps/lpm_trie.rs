@@ -2,9 +2,10 @@
 //! lookups return the longest matching prefix.
 //!
 //! Entries are kept in one hash table per prefix length under a read-write lock; a
-//! lookup probes from the longest usable prefix down (at most `8 * data_len + 1`
-//! probes). Values live in their own blocks, freed through the epoch collector so a
-//! program's pointer stays valid for its run.
+//! lookup probes the lengths that hold entries (a bit set), from the longest usable
+//! prefix down. Values live in their own blocks, freed through the epoch collector
+//! after removal, so a program's pointer stays valid while its run's guard is pinned
+//! (it is pinned before the lookup: the run takes no reference of its own).
 
 use std::any::Any;
 use std::collections::HashMap as StdHashMap;
@@ -26,6 +27,10 @@ const LPM_KEY_SIZE_MAX: u32 = 4 + LPM_DATA_SIZE_MAX;
 const LPM_VAL_SIZE_MAX: u32 = (1 << 22) - LPM_KEY_SIZE_MAX - 24;
 const CREATE_FLAG_MASK: u32 = mf::BPF_F_NO_PREALLOC | mf::BPF_F_NUMA_NODE | mf::ACCESS_MASK;
 
+/// The per-length tables' hasher: foldhash, seeded per table (keys come from
+/// packets, so not a fixed hash; SipHash was a sixth of a lookup).
+type Tables = Vec<StdHashMap<Box<[u8]>, Arc<Entry>, foldhash::fast::RandomState>>;
+
 struct Entry {
     val: Shmem,
     /// The key's data as given (the kernel stores it unmasked).
@@ -34,8 +39,42 @@ struct Entry {
 
 struct Inner {
     /// by_len[plen]: masked data -> entry.
-    by_len: Vec<StdHashMap<Box<[u8]>, Arc<Entry>>>,
+    by_len: Tables,
+    /// Bit `l` set: `by_len[l]` is not empty.
+    lens: Vec<u64>,
     n: usize,
+}
+
+impl Inner {
+    fn note_len(&mut self, l: usize) {
+        let bit = 1u64 << (l % 64);
+        if self.by_len[l].is_empty() {
+            self.lens[l / 64] &= !bit;
+        } else {
+            self.lens[l / 64] |= bit;
+        }
+    }
+
+    /// The entry of the longest prefix of at most `max` bits matching `data`.
+    fn longest(&self, data: &[u8], max: usize, buf: &mut [u8]) -> Option<&Arc<Entry>> {
+        for w in (0..=max / 64).rev() {
+            let mut word = self.lens[w];
+            if w == max / 64 {
+                // Lengths above `max` do not apply.
+                word &= u64::MAX >> (63 - max % 64);
+            }
+            while word != 0 {
+                let b = 63 - word.leading_zeros() as usize;
+                word &= !(1u64 << b);
+                let l = w * 64 + b;
+                masked(data, l, buf);
+                if let Some(e) = self.by_len[l].get(&buf[..]) {
+                    return Some(e);
+                }
+            }
+        }
+        None
+    }
 }
 
 /// An LPM_TRIE map.
@@ -69,11 +108,14 @@ impl LpmTrie {
             return Err(MapError::Inval);
         }
         let data_len = attr.key_size as usize - 4;
-        let by_len = (0..=data_len * 8).map(|_| StdHashMap::new()).collect();
+        let by_len = (0..=data_len * 8)
+            .map(|_| StdHashMap::with_hasher(Default::default()))
+            .collect();
+        let lens = vec![0; (data_len * 8) / 64 + 1];
         Ok(Self {
             c: Common::new(attr, opts),
             data_len,
-            inner: RwLock::new(Inner { by_len, n: 0 }),
+            inner: RwLock::new(Inner { by_len, lens, n: 0 }),
         })
     }
 
@@ -89,26 +131,15 @@ impl LpmTrie {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Longest-prefix match (the kernel's `trie_lookup_elem`).
-    fn lpm(&self, key: &[u8]) -> Option<Arc<Entry>> {
+    /// Longest-prefix match (the kernel's `trie_lookup_elem`): `f` of the entry.
+    fn lpm<R>(&self, key: &[u8], f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
         let (plen, data) = self.split(key);
         if plen > self.data_len * 8 {
             return None;
         }
-        let max = plen;
         let mut buf = [0u8; LPM_DATA_SIZE_MAX as usize];
         let buf = &mut buf[..self.data_len];
-        let inner = self.read();
-        for l in (0..=max).rev() {
-            if inner.by_len[l].is_empty() {
-                continue;
-            }
-            masked(data, l, buf);
-            if let Some(e) = inner.by_len[l].get(&buf[..]) {
-                return Some(e.clone());
-            }
-        }
-        None
+        self.read().longest(data, plen, buf).map(f)
     }
 
     fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
@@ -136,6 +167,7 @@ impl LpmTrie {
         }
         let raw: Box<[u8]> = data.into();
         let old = inner.by_len[plen].insert(k.into_boxed_slice(), Arc::new(Entry { val, raw }));
+        inner.note_len(plen);
         if let Some(old) = old {
             epoch::pin().defer(move || drop(old));
         } else {
@@ -154,6 +186,7 @@ impl LpmTrie {
         // Only the prefix bits count (the kernel's longest_prefix_match stops at plen).
         let mut inner = self.write();
         let old = inner.by_len[plen].remove(&k[..]).ok_or(MapError::NoEnt)?;
+        inner.note_len(plen);
         inner.n -= 1;
         epoch::pin().defer(move || drop(old));
         Ok(())
@@ -181,9 +214,9 @@ impl Map for LpmTrie {
     }
     fn sys_lookup(&self, key: &[u8], value: &mut [u8], flags: u64) -> Result<(), MapError> {
         self.c.lookup_flags_ok(flags)?;
-        let e = self.lpm(key).ok_or(MapError::NoEnt)?;
-        e.val.read(0, &mut value[..self.c.attr.value_size as usize]);
-        Ok(())
+        let vs = self.c.attr.value_size as usize;
+        self.lpm(key, |e| e.val.read(0, &mut value[..vs]))
+            .ok_or(MapError::NoEnt)
     }
     fn sys_update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
         self.c.sys_write_ok()?;
@@ -230,10 +263,12 @@ impl Map for LpmTrie {
         self.c.frozen()
     }
     fn prog_lookup(&self, ctx: &mut dyn HelperCtx, key: &[u8]) -> u64 {
-        let Some(e) = self.lpm(key) else { return 0 };
-        let addr = e.val.addr(0);
-        // Keep the entry alive until the run's guard is released.
-        ctx.guard().defer(move || drop(e));
+        // Pinned first: an entry removed after this lookup found it is freed only once
+        // the run's guard is released, so its value needs no reference of the run's.
+        let _ = ctx.guard();
+        let Some(addr) = self.lpm(key, |e| e.val.addr(0)) else {
+            return 0;
+        };
         ctx.add_region(Region::new(
             addr,
             self.c.attr.value_size as u64,
@@ -338,5 +373,46 @@ mod tests {
             LpmTrie::new(&bad, &Default::default()),
             Err(MapError::Inval)
         ));
+    }
+
+    /// 128-bit keys: prefix lengths on both sides of the 64-bit words of the length
+    /// set (0, 63, 64, 65, 127, 128), each found as the longest match and no longer
+    /// once deleted; a query shorter than a stored prefix does not see it.
+    #[test]
+    fn longest_prefix_across_length_words() {
+        let attr = MapAttr {
+            map_type: map_type::LPM_TRIE,
+            key_size: 4 + 16,
+            value_size: 4,
+            max_entries: 16,
+            map_flags: mf::BPF_F_NO_PREALLOC,
+            ..Default::default()
+        };
+        let t = LpmTrie::new(&attr, &Default::default()).unwrap();
+        let k6 = |plen: u32, data: [u8; 16]| {
+            let mut k = plen.to_ne_bytes().to_vec();
+            k.extend_from_slice(&data);
+            k
+        };
+        let addr = [0xffu8; 16];
+        let lens = [0u32, 63, 64, 65, 127, 128];
+        for &l in &lens {
+            t.sys_update(&k6(l, addr), &l.to_ne_bytes(), 0).unwrap();
+        }
+        let found = |plen: u32| {
+            let mut v = [0u8; 4];
+            t.sys_lookup(&k6(plen, addr), &mut v, 0)
+                .map(|()| u32::from_ne_bytes(v))
+        };
+        assert_eq!(found(128), Ok(128));
+        assert_eq!(found(100), Ok(65));
+        assert_eq!(found(64), Ok(64));
+        assert_eq!(found(63), Ok(63));
+        assert_eq!(found(62), Ok(0));
+        for &l in lens.iter().rev() {
+            assert_eq!(found(128), Ok(l));
+            t.sys_delete(&k6(l, addr)).unwrap();
+        }
+        assert_eq!(found(128), Err(MapError::NoEnt));
     }
 }
