@@ -42,6 +42,9 @@ pub(crate) mod op {
     pub const VAL_LDX: u8 = 0xe1;
     pub const VAL_ST: u8 = 0xe2;
     pub const VAL_STX: u8 = 0xe3;
+    /// `aux` of an atomic op (STX | ATOMIC) on a map value the verifier proved inside
+    /// the value (as VAL_*): no region check, the alignment check stays.
+    pub const ATOMIC_PROVEN: u8 = 1;
     /// `bpf_map_lookup_elem` on map `imm` of the program, resolved at load time
     /// ([`crate::fixup`]); `aux` has [`crate::fixup::KEY_ON_STACK`] when the key is
     /// proven inside the frame. (JMP32 | CALL: no such instruction exists.)
@@ -1075,7 +1078,7 @@ fn exec_inner(
             0xc3 | 0xdb => {
                 let size = if o.code == 0xc3 { 4usize } else { 8 };
                 let addr = regs[d].wrapping_add(o.off as i64 as u64);
-                if !rc.access_ok(prog, addr, size as u64, true) {
+                if o.aux & op::ATOMIC_PROVEN == 0 && !rc.access_ok(prog, addr, size as u64, true) {
                     fault!("atomic", addr, size);
                 }
                 if addr % size as u64 != 0 {
@@ -1084,7 +1087,9 @@ fn exec_inner(
                 let mask = if size == 4 { u32::MAX as u64 } else { u64::MAX };
                 let sv = regs[s] & mask;
                 let imm = o.imm as i32;
-                // SAFETY: access_ok checked the range is writable memory of this run; aligned above.
+                // SAFETY: access_ok checked the range is writable memory of this run, or
+                // the verifier proved it inside a live map value (see `proven_load`);
+                // aligned above.
                 let old = unsafe {
                     match imm & !crate::insn::BPF_FETCH {
                         0x00 => raw::atomic_rmw(addr, size, |v| Some(v.wrapping_add(sv) & mask)),

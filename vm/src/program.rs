@@ -409,6 +409,7 @@ impl Program {
             match o.code & 0xe0 {
                 0xa0 => m.packet_proven += 1,
                 0xe0 => m.value_proven += 1,
+                0xc0 if o.aux & crate::interp::op::ATOMIC_PROVEN != 0 => m.value_proven += 1,
                 0x40 => m.stack_proven += 1,
                 0x60 | 0x80 | 0xc0 => m.checked += 1,
                 _ => {}

@@ -559,6 +559,10 @@ fn map_value_accesses_proven_only_inside_the_value() {
     let straddles = "stxw [%r0+0], %r1\nadd %r0, 4\nldxw %r0, [%r0+2]";
     let refilled = "stxdw [%r10-16], %r0\nldxdw %r0, [%r10-16]\nstxw [%r0+0], %r1\nmov %r0, 2";
     let store_load = "stxw [%r0+0], %r1\nldxw %r0, [%r0+0]";
+    // Atomic ops: one inside the value (proven), one that straddles its end (checked:
+    // faults), then the proven load.
+    let atomic = "stdw [%r0+0], 0\nlock add [%r0+0], %r1\nldxw %r0, [%r0+0]";
+    let atomic_past = "lock add32 [%r0+6], %r1\nldxw %r0, [%r0+0]";
     let arr = mk(map_type::ARRAY, 0);
     let hash = mk(map_type::HASH, 0);
     for k in [0u32, 1] {
@@ -566,7 +570,10 @@ fn map_value_accesses_proven_only_inside_the_value() {
             .expect("hash element");
     }
     let ro = mk(map_type::ARRAY, RDONLY_PROG);
-    let cases: [(&Arc<dyn Map>, &str, usize, u32); 5] = [
+    let cases: [(&Arc<dyn Map>, &str, usize, u32); 8] = [
+        (&arr, atomic, 3, 5),
+        (&hash, atomic, 3, 5),
+        (&arr, atomic_past, 1, 0),
         (&arr, inside, 3, 5),
         (&arr, straddles, 1, 0), // the load past the value faults: XDP_ABORTED
         (&arr, refilled, 0, 2),

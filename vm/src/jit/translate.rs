@@ -549,7 +549,9 @@ impl T<'_, '_> {
         };
         let dv = self.r(o.dst);
         let addr = self.b.ins().iadd_imm_s(dv, o.off as i64);
-        self.check(addr, size, true, kind::ATOMIC, i);
+        if o.aux & op::ATOMIC_PROVEN == 0 {
+            self.check(addr, size, true, kind::ATOMIC, i);
+        }
         let mis = self.b.ins().band_imm_s(addr, size as i64 - 1);
         let bad = self.fault_block(kind::MISALIGNED_ATOMIC, Some(addr), size, i);
         let cont = self.b.create_block();

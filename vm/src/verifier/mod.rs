@@ -599,6 +599,14 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                     o.code = op::CTX_LD;
                     o.off = field;
                     o.aux = fsize;
+                } else if mode == BPF_ATOMIC && class == BPF_STX {
+                    // An atomic op on a map value proven inside it (the alignment is
+                    // still checked at run time).
+                    if seen.as_ref().is_some_and(|seen| {
+                        value_access_proven(&seen[i], &maps, insn.dst, insn.off, size, false)
+                    }) {
+                        o.aux = op::ATOMIC_PROVEN;
+                    }
                 } else if mode == BPF_MEM {
                     let base = if class == BPF_LDX { insn.src } else { insn.dst };
                     let in_frame = |off: i32| off >= -(MAX_BPF_STACK as i32) && off + size <= 0;
@@ -627,23 +635,8 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
                             _ => false,
                         }
                     });
-                    // A map value access inside the value, through a pointer that never
-                    // went through memory, from a lookup (or direct load) of a map
-                    // whose values live as long as the run can reach them.
                     let val_proven = seen.as_ref().is_some_and(|seen| {
-                        let sn = &seen[i];
-                        let b = base as usize;
-                        match (sn.k[b], sn.val[b], sn.tainted[b]) {
-                            (K_PTR, Some(Some((m, c))), false) => {
-                                let at = c as i64 + insn.off as i64;
-                                maps.get(m as usize - 1).is_some_and(|map| {
-                                    value_lives(map.as_ref(), class == BPF_LDX)
-                                        && at >= 0
-                                        && at + size as i64 <= map.attr().value_size as i64
-                                })
-                            }
-                            _ => false,
-                        }
+                        value_access_proven(&seen[i], &maps, base, insn.off, size, class == BPF_LDX)
                     });
                     if pkt_proven {
                         o.code = match class {
@@ -712,6 +705,31 @@ pub(crate) fn check(inp: Input<'_>) -> Result<Checked, LoadError> {
         subprog_starts: starts,
         log,
     })
+}
+
+/// Whether an access of `size` bytes at `base + off` (a load, or a store) is a map value
+/// access inside the value, through a pointer that never went through memory, from a
+/// lookup (or direct load) of a map whose values live as long as the run can reach them.
+fn value_access_proven(
+    sn: &Seen,
+    maps: &[Arc<dyn Map>],
+    base: u8,
+    off: i16,
+    size: i32,
+    load: bool,
+) -> bool {
+    let b = base as usize;
+    match (sn.k[b], sn.val[b], sn.tainted[b]) {
+        (K_PTR, Some(Some((m, c))), false) => {
+            let at = c as i64 + off as i64;
+            maps.get(m as usize - 1).is_some_and(|map| {
+                value_lives(map.as_ref(), load)
+                    && at >= 0
+                    && at + size as i64 <= map.attr().value_size as i64
+            })
+        }
+        _ => false,
+    }
 }
 
 /// Superinstructions for what clang emits around bounds checks: `rD = rS; rD += K`
